@@ -1,0 +1,93 @@
+"""Each combination renders the files of its choices, and only those, as hand-written code."""
+
+import re
+
+import pytest
+
+from tests.conftest import Bake, every_combination
+
+COMMON = {
+    ".env.example",
+    ".gitignore",
+    ".python-version",
+    "README.md",
+    "pyproject.toml",
+    "uv.lock",
+    "src/upstream_relay/__init__.py",
+    "src/upstream_relay/app.py",
+    "src/upstream_relay/errors.py",
+    "src/upstream_relay/headers.py",
+    "src/upstream_relay/main.py",
+    "src/upstream_relay/observability.py",
+    "src/upstream_relay/relay.py",
+    "src/upstream_relay/routes/__init__.py",
+    "src/upstream_relay/routes/health.py",
+    "src/upstream_relay/settings.py",
+    "src/upstream_relay/upstream.py",
+    "src/upstream_relay/urls.py",
+    "tests/__init__.py",
+    "tests/conftest.py",
+    "tests/test_app.py",
+    "tests/test_errors.py",
+    "tests/test_headers.py",
+    "tests/test_relay.py",
+    "tests/test_urls.py",
+    "tests/upstream_app.py",
+}
+BY_CHOICE = {
+    ("response_mode", "stream"): {"src/upstream_relay/routes/stream.py", "tests/test_stream.py"},
+    ("response_mode", "buffered"): {"src/upstream_relay/routes/buffered.py", "tests/test_buffered.py"},
+    ("http_transport", "aiohttp"): {"src/upstream_relay/transport.py"},
+}
+# Words that must not appear in a project that did not choose the variant they belong to.
+MENTIONS = {
+    ("response_mode", "stream"): re.compile(r"/stream/|routes\.stream|UpstreamStreamingResponse|streaming relay", re.I),
+    ("response_mode", "buffered"): re.compile(r"buffered", re.I),
+    ("http_transport", "aiohttp"): re.compile(r"aiohttp", re.I),
+    ("httpx_package", "httpx2"): re.compile(r"httpx2"),
+}
+
+
+def chosen(answers: dict[str, str], prompt: str, value: str) -> bool:
+    return answers[prompt] in {value, "both"}
+
+
+@pytest.mark.parametrize("answers", every_combination())
+def test_files_are_exactly_those_of_the_choices(bake: Bake, answers: dict[str, str]) -> None:
+    project = bake(**answers)
+    expected = set(COMMON)
+    for (prompt, value), files in BY_CHOICE.items():
+        if chosen(answers, prompt, value):
+            expected |= files
+    assert project.files() == expected
+
+
+@pytest.mark.parametrize("answers", every_combination())
+def test_no_template_syntax_or_unchosen_variant_is_left(bake: Bake, answers: dict[str, str]) -> None:
+    project = bake(**answers)
+    for relative in project.files() - {"uv.lock"}:
+        text = project.read(relative)
+        assert not re.search(r"\{\{|\}\}|\{%|%\}|cookiecutter", text), relative
+        for (prompt, value), pattern in MENTIONS.items():
+            if not chosen(answers, prompt, value):
+                assert not pattern.search(text), f"{relative} mentions {value}: {pattern.search(text)}"
+
+
+@pytest.mark.parametrize("answers", every_combination())
+def test_lock_file_holds_the_chosen_packages(bake: Bake, answers: dict[str, str]) -> None:
+    lock = bake(**answers).read("uv.lock")
+    assert f'name = "{answers["httpx_package"]}"' in lock
+    assert ('name = "httpx-aiohttp"' in lock) is (answers["http_transport"] == "aiohttp")
+
+
+def test_answers_with_quotes_are_kept_as_plain_data(bake: Bake) -> None:
+    project = bake(
+        project_name="Ops' \"Relay\"",
+        project_slug="ops-relay",
+        package_name="ops_relay",
+        description='Says "hi" \\ and <b> else',
+        author_name="O'Brien",
+    )
+    assert 'description = "Says \\"hi\\" \\\\ and \\u003cb\\u003e else"' in project.read("pyproject.toml")
+    assert 'FastAPI(title="Ops\\u0027 \\"Relay\\""' in project.read("src/ops_relay/app.py")
+    project.uv("run", "--no-dev", "python", "-c", "import ops_relay.settings")

@@ -1,0 +1,52 @@
+"""Failures of the upstream exchange, and the JSON errors callers get for them.
+
+Every failure becomes a response here rather than a 500: after an unhandled error the server
+drops the keep-alive connection without telling the caller.
+"""
+
+import logging
+
+import {{ cookiecutter.httpx_package }}
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from {{ cookiecutter.package_name }}.urls import InvalidTarget
+
+logger = logging.getLogger(__name__)
+
+# Seconds a caller is asked to wait before retrying when every pooled connection is busy.
+RETRY_AFTER_SECONDS = 1
+
+
+def _error(status_code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+
+
+def classify(exc: Exception) -> tuple[int, str]:
+    """The status code and message a caller gets for a failed upstream exchange."""
+    # PoolTimeout is a TimeoutException: it has to be tested first.
+    if isinstance(exc, {{ cookiecutter.httpx_package }}.PoolTimeout):
+        return 503, "no upstream connection is free; retry shortly"
+    if isinstance(exc, {{ cookiecutter.httpx_package }}.TimeoutException):
+        return 504, "the upstream did not answer in time"
+    if isinstance(exc, {{ cookiecutter.httpx_package }}.ConnectError):
+        return 502, "could not connect to the upstream"
+    return 502, "the upstream sent an invalid or incomplete response"
+
+
+async def upstream_error(request: Request, exc: Exception) -> JSONResponse:
+    """Answer a failed upstream exchange with 502, 503 or 504."""
+    status_code, detail = classify(exc)
+    logger.warning("upstream failure: %s (%s: %s)", detail, type(exc).__name__, exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status_code == 503 else None
+    return _error(status_code, detail, headers)
+
+
+async def invalid_target(request: Request, exc: Exception) -> JSONResponse:
+    return _error(400, str(exc))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers above on the app."""
+    app.add_exception_handler({{ cookiecutter.httpx_package }}.RequestError, upstream_error)
+    app.add_exception_handler(InvalidTarget, invalid_target)

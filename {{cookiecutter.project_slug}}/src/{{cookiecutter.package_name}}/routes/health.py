@@ -1,0 +1,24 @@
+"""Liveness and readiness probes for orchestrators and load balancers."""
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from {{ cookiecutter.package_name }}.upstream import Upstream
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and its event loop answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(upstream: Upstream) -> JSONResponse:
+    """The shared upstream client is open, so relayed requests can be served."""
+    if upstream.is_closed:
+        return JSONResponse(
+            {"status": "not ready", "detail": "upstream client closed"}, status_code=503
+        )
+    return JSONResponse({"status": "ready"})

@@ -1,0 +1,81 @@
+"""The one shared upstream client: opened at start-up, used by every request, closed at shutdown.
+
+A client per request would open a new connection pool each time; one shared client reuses
+pooled connections, which is what keeps the service fast and stable under concurrent load.
+"""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Annotated, TypedDict
+
+import {{ cookiecutter.httpx_package }}
+from fastapi import Depends, FastAPI, Request
+
+from {{ cookiecutter.package_name }}.settings import Settings
+{%- if cookiecutter.http_transport == "aiohttp" %}
+from {{ cookiecutter.package_name }}.transport import PooledAiohttpTransport
+{%- endif %}
+
+
+class State(TypedDict):
+    """What the lifespan hands to every request (as `request.state`)."""
+
+    upstream: {{ cookiecutter.httpx_package }}.AsyncClient
+    settings: Settings
+
+
+def build_client(settings: Settings) -> {{ cookiecutter.httpx_package }}.AsyncClient:
+    """The client with the pool limits and timeouts from the settings."""
+    timeout = {{ cookiecutter.httpx_package }}.Timeout(
+        settings.upstream_timeout,
+        connect=settings.upstream_connect_timeout,
+        pool=settings.upstream_pool_timeout,
+    )
+    limits = {{ cookiecutter.httpx_package }}.Limits(
+        max_connections=settings.upstream_max_connections,
+        max_keepalive_connections=settings.upstream_max_keepalive_connections,
+        keepalive_expiry=settings.upstream_keepalive_expiry,
+    )
+    return {{ cookiecutter.httpx_package }}.AsyncClient(
+        base_url=settings.upstream_base_url,
+        timeout=timeout,
+{%- if cookiecutter.http_transport == "aiohttp" %}
+        # A custom transport ignores `limits=` on the client: it takes them itself.
+        transport=PooledAiohttpTransport(limits=limits),
+{%- else %}
+        limits=limits,
+{%- endif %}
+        # The relay forwards redirects to the caller rather than following them itself.
+        follow_redirects=False,
+        # One client serves every caller: it must never keep a cookie from one for another.
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+    )
+
+
+def lifespan_for(
+    settings: Settings,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
+    """A lifespan that opens the shared client before the first request and closes it last."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        async with build_client(settings) as client:
+            yield {"upstream": client, "settings": settings}
+
+    return lifespan
+
+
+def get_upstream(request: Request) -> {{ cookiecutter.httpx_package }}.AsyncClient:
+    client: {{ cookiecutter.httpx_package }}.AsyncClient = request.state.upstream
+    return client
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+# Declare a parameter with these types to get the shared client or the settings in an endpoint.
+Upstream = Annotated[{{ cookiecutter.httpx_package }}.AsyncClient, Depends(get_upstream)]
+AppSettings = Annotated[Settings, Depends(get_settings)]

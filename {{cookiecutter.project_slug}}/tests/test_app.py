@@ -1,0 +1,79 @@
+"""The app's life: settings in, one shared client opened at start-up and closed at shutdown."""
+
+import os
+import subprocess
+import sys
+
+import {{ cookiecutter.httpx_package }}
+import pytest
+
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.settings import Settings, load_settings
+
+from tests.conftest import relay_settings
+
+
+def test_healthz(client: {{ cookiecutter.httpx_package }}.Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz(client: {{ cookiecutter.httpx_package }}.Client) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+@pytest.mark.anyio
+async def test_lifespan_opens_one_shared_client_and_closes_it(upstream: str) -> None:
+    app = create_app(relay_settings(upstream, upstream_max_connections=7))
+    async with app.router.lifespan_context(app) as state:
+        assert state is not None
+        client = state["upstream"]
+        assert isinstance(client, {{ cookiecutter.httpx_package }}.AsyncClient)
+        assert not client.is_closed
+        assert str(client.base_url) == f"{upstream}/api/"
+        assert (await client.get("status/200")).status_code == 200
+    assert client.is_closed
+
+
+def test_base_url_gets_a_trailing_slash() -> None:
+    settings = Settings(upstream_base_url="https://api.example.com/v1")
+    assert settings.upstream_base_url == "https://api.example.com/v1/"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("UPSTREAM_TIMEOUT", "-1"),
+        ("UPSTREAM_MAX_CONNECTIONS", "many"),
+        ("UPSTREAM_BASE_URL", "ftp://files.example.com"),
+        ("UPSTREAM_BASE_URL", "https://user@evil.example.com"),
+        ("LOG_FORMAT", "xml"),
+    ],
+)
+def test_invalid_setting_is_named_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stopped:
+        load_settings()
+    message = str(stopped.value.code)
+    assert message.startswith(f"Invalid configuration: {variable}={value!r}: ")
+    assert "\n" not in message
+
+
+def test_invalid_settings_stop_start_up_without_a_traceback() -> None:
+    env = {**os.environ, "UPSTREAM_TIMEOUT": "soon"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import {{ cookiecutter.package_name }}.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("Invalid configuration: UPSTREAM_TIMEOUT='soon'")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,51 @@
+"""The buffered relay: whole responses, within a size limit, within an overall deadline."""
+
+from collections.abc import Iterator
+
+import {{ cookiecutter.httpx_package }}
+
+from tests.conftest import StartRelay
+
+
+def test_response_over_the_limit_is_refused(start_relay: StartRelay) -> None:
+    with start_relay(buffered_max_bytes=1000) as url:
+        for path in ["/buffered/bytes/5000", "/buffered/raw?hex=" + "00" * 1001]:
+            response = {{ cookiecutter.httpx_package }}.get(url + path)
+            assert response.status_code == 502
+            assert "1000 bytes" in response.json()["detail"]
+        assert {{ cookiecutter.httpx_package }}.get(url + "/buffered/raw?hex=" + "00" * 1000).content == bytes(1000)
+
+
+def test_request_body_over_the_limit_is_refused(start_relay: StartRelay) -> None:
+    def chunked() -> Iterator[bytes]:
+        yield b"x" * 600
+        yield b"x" * 600
+
+    with start_relay(buffered_max_bytes=1000) as url:
+        declared = {{ cookiecutter.httpx_package }}.post(url + "/buffered/echo/x", content=b"x" * 1001)
+        streamed = {{ cookiecutter.httpx_package }}.post(url + "/buffered/echo/x", content=chunked())
+        accepted = {{ cookiecutter.httpx_package }}.post(url + "/buffered/status/200", content=b"x" * 1000)
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert "1000 bytes" in response.json()["detail"]
+    assert accepted.status_code == 200
+
+
+def test_chunked_upstream_body_gets_a_content_length(client: {{ cookiecutter.httpx_package }}.Client) -> None:
+    response = client.get("/buffered/bytes/200000")
+    assert response.headers["content-length"] == "200000"
+    assert len(response.content) == 200000
+
+
+def test_upstream_failure_mid_body_is_502(client: {{ cookiecutter.httpx_package }}.Client) -> None:
+    response = client.get("/buffered/broken")
+    assert response.status_code == 502
+    assert response.json()["detail"]
+
+
+def test_whole_exchange_has_a_deadline(start_relay: StartRelay) -> None:
+    # Each chunk of /drip arrives well inside the timeout; the whole body does not.
+    with start_relay(upstream_timeout=0.5) as url:
+        response = {{ cookiecutter.httpx_package }}.get(url + "/buffered/drip?chunks=10&interval=0.2", timeout=5)
+    assert response.status_code == 504
+    assert response.json()["detail"]

@@ -1,0 +1,72 @@
+"""The streaming relay: bytes flow as they arrive, and every upstream response is closed."""
+
+import asyncio
+import hashlib
+import time
+
+import {{ cookiecutter.httpx_package }}
+import pytest
+
+from tests.conftest import StartRelay
+from tests.upstream_app import CHUNK, Recorder
+
+
+def test_large_body_streams_through_intact(client: {{ cookiecutter.httpx_package }}.Client) -> None:
+    size = 64 * 1024 * 1024
+    digest = hashlib.sha256()
+    received = 0
+    with client.stream("GET", f"/stream/bytes/{size}") as response:
+        assert response.status_code == 200
+        for chunk in response.iter_raw():
+            digest.update(chunk)
+            received += len(chunk)
+    assert received == size
+    assert digest.hexdigest() == hashlib.sha256(CHUNK * (size // len(CHUNK))).hexdigest()
+
+
+def test_first_bytes_arrive_before_the_upstream_has_finished(
+    client: {{ cookiecutter.httpx_package }}.Client, recorder: Recorder
+) -> None:
+    with client.stream("GET", f"/stream/bytes/{1024 * 1024 * 1024}") as response:
+        first = next(response.iter_raw())
+        assert first
+        # One GiB cannot have been produced yet: the upstream is still sending.
+        assert recorder.open_streams >= 1
+
+
+def wait_for_no_open_streams(recorder: Recorder, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while recorder.open_streams and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return recorder.open_streams == 0
+
+
+def test_client_disconnects_close_the_upstream_response(
+    start_relay: StartRelay, recorder: Recorder
+) -> None:
+    endless = f"/stream/bytes/{1 << 40}"  # a TiB: it only ends when the relay closes it
+
+    async def disconnect_once(url: str) -> None:
+        async with (
+            {{ cookiecutter.httpx_package }}.AsyncClient(base_url=url) as client,
+            client.stream("GET", endless) as response,
+        ):
+            async for _chunk in response.aiter_raw():
+                break
+
+    with start_relay(upstream_max_connections=2, upstream_pool_timeout=1) as url:
+        # Far more disconnects than the pool has connections.
+        for _ in range(20):
+            asyncio.run(disconnect_once(url))
+            assert wait_for_no_open_streams(recorder, seconds=2), "upstream stream left open"
+        assert {{ cookiecutter.httpx_package }}.get(f"{url}/stream/status/200").status_code == 200
+
+
+def test_upstream_failure_mid_body_breaks_the_response_off(
+    client: {{ cookiecutter.httpx_package }}.Client,
+) -> None:
+    with client.stream("GET", "/stream/broken") as response:
+        assert response.status_code == 200
+        with pytest.raises({{ cookiecutter.httpx_package }}.RemoteProtocolError):
+            for _chunk in response.iter_raw():
+                pass

@@ -1,0 +1,113 @@
+"""No caller can make the relay reach another host, or a path outside the upstream base path."""
+
+import socket
+from urllib.parse import unquote
+
+import {{ cookiecutter.httpx_package }}
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from {{ cookiecutter.package_name }}.urls import InvalidTarget, upstream_url
+
+from tests.upstream_app import Recorder
+
+BASE = {{ cookiecutter.httpx_package }}.URL("http://upstream.test:8080/api/v1/")
+
+
+def test_path_and_query_are_appended_to_the_base_path() -> None:
+    url = upstream_url(BASE, "users/42", b"q=a%20b&x=1")
+    assert str(url) == "http://upstream.test:8080/api/v1/users/42?q=a%20b&x=1"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "..",
+        "../secret",
+        "a/../../secret",
+        "a/./b",
+        "/evil.test/x",
+        "a\\..\\b",
+        "a\r\nHost: evil",
+        "a\x00b",
+    ],
+)
+def test_dangerous_paths_are_refused(path: str) -> None:
+    with pytest.raises(InvalidTarget):
+        upstream_url(BASE, path, b"")
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("http://evil.test/x", "/api/v1/http://evil.test/x"),
+        ("user@evil.test/x", "/api/v1/user@evil.test/x"),
+        ("%2e%2e/secret", "/api/v1/%252e%252e/secret"),
+        ("a b/\u00e9", "/api/v1/a%20b/%C3%A9"),
+        ("?x=1#frag", "/api/v1/%3Fx=1%23frag"),
+    ],
+)
+def test_url_like_paths_stay_plain_path_segments(path: str, expected: str) -> None:
+    url = upstream_url(BASE, path, b"")
+    assert (url.host, url.port, url.raw_path.decode()) == ("upstream.test", 8080, expected)
+
+
+@pytest.mark.parametrize("query", [b"a=1#frag", b"a=1 b", b"a=\r\n", "a=\u00e9".encode()])
+def test_queries_that_need_encoding_are_refused(query: bytes) -> None:
+    with pytest.raises(InvalidTarget):
+        upstream_url(BASE, "x", query)
+
+
+@given(path=st.text(), query=st.binary(max_size=40))
+def test_any_target_stays_under_the_base_path(path: str, query: bytes) -> None:
+    try:
+        url = upstream_url(BASE, path, query)
+    except InvalidTarget:
+        return
+    assert (url.scheme, url.host, url.port) == ("http", "upstream.test", 8080)
+    assert url.raw_path.startswith(b"/api/v1/")
+    # Even an upstream that decodes the path once more never sees a dot segment.
+    segments = unquote(unquote(url.path)).split("/")
+    assert "." not in segments
+    assert ".." not in segments
+
+
+def raw_request(url: str, target: str) -> bytes:
+    """Send a request line exactly as written, bypassing every client-side URL clean-up."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode("latin-1")
+        )
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    return response
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/{prefix}/../secret",
+        "/{prefix}/..%2fsecret",
+        "/{prefix}/%2e%2e/secret",
+        "/{prefix}/%2E%2E%2Fsecret",
+        "/{prefix}/a/%2e%2e/%2e%2e/secret",
+        "/{prefix}//evil.test/x",
+        "/{prefix}/http://evil.test/x",
+        "/{prefix}/%5c..%5csecret",
+        "/{prefix}/..%5csecret",
+        "/{prefix}/a%0d%0aX-Injected:%201",
+        "/{prefix}/@evil.test/x",
+        "/{prefix}/%252e%252e/secret",
+    ],
+)
+def test_hostile_targets_never_leave_the_base_path(
+    relay: str, recorder: Recorder, prefix: str, target: str
+) -> None:
+    before = len(recorder.paths)
+    response = raw_request(relay, target.format(prefix=prefix.strip("/")))
+    status = int(response.split(b" ", 2)[1])
+    assert status in {200, 400, 404}, response[:200]
+    assert recorder.paths[before:] == []

@@ -1,0 +1,148 @@
+"""A small upstream API for the tests, served for real by uvicorn on 127.0.0.1.
+
+Every route lives under /api/, the base path the relay is configured with, so a request that
+escapes the base path lands in `escaped` and the tests can see it.
+"""
+
+import asyncio
+import gzip
+import json
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+CHUNK = b"x" * 65536
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class BrokenBody:
+    """Promises 1 MiB, sends 64 KiB, then hangs up: a body cut off mid-way."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", b"1048576"),
+                    (b"content-type", b"application/octet-stream"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
+
+
+class Recorder:
+    """What the upstream saw, for assertions: every raw path that reached it."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.open_streams = 0
+
+
+def create_upstream(recorder: Recorder) -> Starlette:
+    async def echo(request: Request) -> Response:
+        """Answer with what arrived: method, raw path, query, headers (as pairs) and body."""
+        body = await request.body()
+        return JSONResponse(
+            {
+                "method": request.method,
+                "raw_path": request.scope["raw_path"].decode("latin-1"),
+                "query": request.scope["query_string"].decode("latin-1"),
+                "headers": [
+                    [k.decode("latin-1"), v.decode("latin-1")] for k, v in request.headers.raw
+                ],
+                "body": body.decode("latin-1"),
+            }
+        )
+
+    async def raw(request: Request) -> Response:
+        """Return exactly the body and content type asked for in the query."""
+        return Response(
+            bytes.fromhex(request.query_params.get("hex", "")),
+            media_type=request.query_params.get("type", "application/octet-stream"),
+        )
+
+    async def status(request: Request) -> Response:
+        code = int(request.path_params["code"])
+        if code in {204, 304}:
+            return Response(status_code=code)
+        return JSONResponse({"status": "chosen"}, status_code=code)
+
+    async def sized(request: Request) -> Response:
+        """A streamed body of `size` bytes, sent in 64 KiB chunks, without Content-Length."""
+        size = int(request.path_params["size"])
+
+        async def chunks() -> AsyncIterator[bytes]:
+            recorder.open_streams += 1
+            try:
+                remaining = size
+                while remaining > 0:
+                    piece = CHUNK[: min(remaining, len(CHUNK))]
+                    remaining -= len(piece)
+                    yield piece
+                    # Let the server notice a disconnect; uvicorn drops sends to a closed peer.
+                    await asyncio.sleep(0)
+            finally:
+                recorder.open_streams -= 1
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    async def drip(request: Request) -> Response:
+        """`chunks` small chunks, `interval` seconds apart."""
+        count = int(request.query_params["chunks"])
+        interval = float(request.query_params["interval"])
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(count):
+                await asyncio.sleep(interval)
+                yield b"drop\n"
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(float(request.query_params.get("seconds", "1")))
+        return JSONResponse({"slow": True})
+
+    async def cookies(request: Request) -> Response:
+        response = Response(b"cookies", media_type="text/plain")
+        response.raw_headers += [
+            (b"set-cookie", b"a=1; Path=/"),
+            (b"set-cookie", b"b=2; Path=/"),
+            (b"vary", b"Accept"),
+            (b"vary", b"Origin"),
+            (b"connection", b"x-private"),
+            (b"x-private", b"hop-by-hop"),
+        ]
+        return response
+
+    async def gzipped(request: Request) -> Response:
+        body = gzip.compress(json.dumps({"compressed": True}).encode())
+        return Response(body, media_type="application/json", headers={"content-encoding": "gzip"})
+
+    async def not_found(request: Request) -> Response:
+        return JSONResponse({"detail": "no such upstream route"}, status_code=404)
+
+    async def escaped(request: Request) -> Response:
+        recorder.paths.append(request.scope["raw_path"].decode("latin-1"))
+        return JSONResponse({"escaped": True}, status_code=418)
+
+    return Starlette(
+        routes=[
+            Route("/api/echo/{rest:path}", echo, methods=METHODS),
+            Route("/api/raw", raw),
+            Route("/api/status/{code:int}", status, methods=["GET", "POST", "HEAD"]),
+            Route("/api/bytes/{size:int}", sized),
+            Route("/api/slow", slow),
+            Route("/api/drip", drip),
+            Route("/api/cookies", cookies),
+            Route("/api/gzip", gzipped),
+            Route("/api/broken", BrokenBody()),
+            Route("/api/{rest:path}", not_found, methods=METHODS),
+            Route("/{rest:path}", escaped, methods=METHODS),
+        ]
+    )
