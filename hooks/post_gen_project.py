@@ -64,6 +64,12 @@ def lock(project: Path) -> str | None:
     return None
 
 
+def init_git(project: Path) -> None:
+    """Make the project a git repository: pre-commit and cruft work on one."""
+    if shutil.which("git"):
+        subprocess.run(["git", "init", "--quiet"], cwd=project, capture_output=True, check=False)
+
+
 def next_steps(answers: dict[str, str], warning: str | None) -> str:
     lines = [
         f"Created {answers['project_slug']}.",
@@ -71,6 +77,7 @@ def next_steps(answers: dict[str, str], warning: str | None) -> str:
         "Next steps:",
         f"  cd {answers['project_slug']}",
         "  uv sync                                   # install the service and its tools",
+        "  git add --all && uv run pre-commit run --all-files   # lint, format, type-check",
         "  uv run pytest                             # run its tests",
         f"  uv run uvicorn {answers['package_name']}.main:app --reload   # serve on http://127.0.0.1:8000",
     ]
@@ -81,7 +88,9 @@ def main() -> int:
     answers = json.loads(ANSWERS_JSON)
     project = Path.cwd()
     remove(project, unchosen_files(answers))
-    print(next_steps(answers, lock(project)))
+    warning = lock(project)
+    init_git(project)
+    print(next_steps(answers, warning))
     return 0
 
 

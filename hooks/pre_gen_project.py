@@ -15,7 +15,18 @@ ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
 # Package names that would shadow a dependency or the tests package when imported.
 RESERVED_PACKAGES = frozenset(
-    {"aiohttp", "anyio", "fastapi", "httpx", "httpx2", "httpx_aiohttp", "pydantic", "starlette", "tests", "uvicorn"}
+    {
+        "aiohttp",
+        "anyio",
+        "fastapi",
+        "httpx",
+        "httpx2",
+        "httpx_aiohttp",
+        "pydantic",
+        "starlette",
+        "tests",
+        "uvicorn",
+    }
 )
 CHOICES = {
     "response_mode": {"both", "stream", "buffered"},
@@ -53,7 +64,9 @@ def check_slug(value: str) -> str | None:
 
 def check_package(value: str) -> str | None:
     if not _PACKAGE.fullmatch(value) or len(value) > 64:
-        return "use lowercase letters, digits and underscores, not starting with a digit (e.g. upstream_relay)"
+        return (
+            "use lowercase letters, digits and underscores, not starting with a digit (e.g. upstream_relay)"
+        )
     if keyword.iskeyword(value) or keyword.issoftkeyword(value):
         return "is a Python keyword; pick another name"
     if value in RESERVED_PACKAGES:

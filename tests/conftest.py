@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,9 +55,13 @@ def interpreter(version: str) -> str:
     """A local CPython for `version`: on PATH, under pyenv, or else the version for uv to fetch."""
     candidates = [shutil.which(f"python{version}")]
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates += sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"), reverse=True)
+    found = sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"), reverse=True)
+    candidates += [str(path) for path in found]
     for candidate in candidates:
-        if candidate and subprocess.run([candidate, "--version"], capture_output=True, check=False).returncode == 0:
+        if (
+            candidate
+            and subprocess.run([candidate, "--version"], capture_output=True, check=False).returncode == 0
+        ):
             return str(candidate)
     return version
 
@@ -145,7 +149,7 @@ def environments(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bake(tmp_path_factory: pytest.TempPathFactory, environments: Path) -> Iterator[Bake]:
+def bake(tmp_path_factory: pytest.TempPathFactory, environments: Path) -> Bake:
     """Render the template once per distinct set of answers; later calls get the same project."""
     baked: dict[tuple[tuple[str, str], ...], Project] = {}
 
@@ -160,4 +164,4 @@ def bake(tmp_path_factory: pytest.TempPathFactory, environments: Path) -> Iterat
             baked[key] = Project(path, answers, environments / environment_key(answers))
         return baked[key]
 
-    yield bake
+    return bake

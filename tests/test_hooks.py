@@ -29,7 +29,8 @@ GOOD = {
 
 def load_hook(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, TEMPLATE / "hooks" / f"{name}.py")
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -85,7 +86,11 @@ def test_bad_answer_is_named_with_its_value(field: str, value: str) -> None:
         ),
         (
             {"response_mode": "buffered", "http_transport": "native"},
-            {"src/upstream_relay/routes/stream.py", "tests/test_stream.py", "src/upstream_relay/transport.py"},
+            {
+                "src/upstream_relay/routes/stream.py",
+                "tests/test_stream.py",
+                "src/upstream_relay/transport.py",
+            },
         ),
     ],
     ids=["both-aiohttp", "stream-aiohttp", "buffered-native"],
@@ -114,12 +119,13 @@ HOSTILE = [
 def test_answers_reach_the_hooks_as_data(tmp_path: Path, hook: str, value: str) -> None:
     """Render a hook as cookiecutter does and check the answer comes back byte for byte."""
     source = (TEMPLATE / "hooks" / f"{hook}.py").read_text()
-    rendered = StrictEnvironment(context={}).from_string(source).render(
-        cookiecutter={**GOOD, "description": value}
+    rendered = (
+        StrictEnvironment(context={}).from_string(source).render(cookiecutter={**GOOD, "description": value})
     )
-    probe = rendered.replace(
-        'if __name__ == "__main__":', 'if __name__ == "__main__" and False:'
-    ) + "\nimport json\nprint(json.dumps(json.loads(ANSWERS_JSON)['description']))\n"
+    probe = (
+        rendered.replace('if __name__ == "__main__":', 'if __name__ == "__main__" and False:')
+        + "\nimport json\nprint(json.dumps(json.loads(ANSWERS_JSON)['description']))\n"
+    )
     script = tmp_path / "hook.py"
     script.write_text(probe)
     result = subprocess.run(

@@ -18,9 +18,7 @@ from tests.conftest import render
         ("description", '"""; import os; os.system("touch pwned") #\nsecond line'),
     ],
 )
-def test_bad_answer_stops_generation_and_leaves_no_directory(
-    tmp_path: Path, field: str, value: str
-) -> None:
+def test_bad_answer_stops_generation_and_leaves_no_directory(tmp_path: Path, field: str, value: str) -> None:
     result = render(tmp_path, {field: value})
     assert result.returncode != 0
     assert f"error: {field}={value!r}: " in result.stderr

@@ -41,7 +41,9 @@ BY_CHOICE = {
 }
 # Words that must not appear in a project that did not choose the variant they belong to.
 MENTIONS = {
-    ("response_mode", "stream"): re.compile(r"/stream/|routes\.stream|UpstreamStreamingResponse|streaming relay", re.I),
+    ("response_mode", "stream"): re.compile(
+        r"/stream/|routes\.stream|UpstreamStreamingResponse|streaming relay", re.I
+    ),
     ("response_mode", "buffered"): re.compile(r"buffered", re.I),
     ("http_transport", "aiohttp"): re.compile(r"aiohttp", re.I),
     ("httpx_package", "httpx2"): re.compile(r"httpx2"),
@@ -82,7 +84,7 @@ def test_lock_file_holds_the_chosen_packages(bake: Bake, answers: dict[str, str]
 
 def test_answers_with_quotes_are_kept_as_plain_data(bake: Bake) -> None:
     project = bake(
-        project_name="Ops' \"Relay\"",
+        project_name='Ops\' "Relay"',
         project_slug="ops-relay",
         package_name="ops_relay",
         description='Says "hi" \\ and <b> else',
