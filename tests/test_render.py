@@ -17,6 +17,7 @@ COMMON = {
     "src/upstream_relay/app.py",
     "src/upstream_relay/errors.py",
     "src/upstream_relay/headers.py",
+    "src/upstream_relay/limits.py",
     "src/upstream_relay/main.py",
     "src/upstream_relay/observability.py",
     "src/upstream_relay/relay.py",

@@ -1,10 +1,17 @@
 """Real servers on 127.0.0.1 for the tests: the upstream API and the relay, both under uvicorn."""
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import {{ cookiecutter.httpx_package }}
@@ -110,3 +117,68 @@ def prefix(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@dataclass
+class Service:
+    """The service running in its own uvicorn process, as in production."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def log_lines_with(self, text: str, seconds: float = 5) -> list[str]:
+        """The log lines holding `text`, waiting for the first: a line may follow its response."""
+        deadline = time.monotonic() + seconds
+        while not (lines := [line for line in self.log().splitlines() if text in line]):
+            if time.monotonic() > deadline:
+                return []
+            time.sleep(0.02)
+        return lines
+
+    def peak_rss_kib(self) -> int:
+        """The process's peak resident memory so far (VmHWM), in KiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmHWM in /proc: peak memory cannot be read on this system")
+
+    def stop(self) -> int:
+        """SIGTERM, as an orchestrator sends it; the exit status once it has shut down."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+@contextmanager
+def run_service(upstream: str, **settings: str) -> Iterator[Service]:
+    """Start `uvicorn <package>.main:app` in a subprocess configured through its environment."""
+    port = free_port()
+    env = {**os.environ, "UPSTREAM_BASE_URL": f"{upstream}/api/", **settings}
+    command = [
+        sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:app",
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+        "--timeout-graceful-shutdown", "10",
+    ]  # fmt: skip
+    with tempfile.TemporaryDirectory() as directory:
+        log_path = Path(directory) / "service.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(command, env=env, stderr=log, stdout=log)
+        service = Service(f"http://127.0.0.1:{port}", process, log_path)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, service.log()
+                assert time.monotonic() < deadline, "the service did not start"
+                try:
+                    if {{ cookiecutter.httpx_package }}.get(f"{service.url}/healthz").status_code == 200:
+                        break
+                except {{ cookiecutter.httpx_package }}.TransportError:
+                    time.sleep(0.05)
+            yield service
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -4,7 +4,8 @@ from collections.abc import Iterator
 
 import {{ cookiecutter.httpx_package }}
 
-from tests.conftest import StartRelay
+from tests.conftest import StartRelay, run_service
+from tests.upstream_app import Recorder
 
 
 def test_response_over_the_limit_is_refused(start_relay: StartRelay) -> None:
@@ -49,3 +50,24 @@ def test_whole_exchange_has_a_deadline(start_relay: StartRelay) -> None:
         response = {{ cookiecutter.httpx_package }}.get(url + "/buffered/drip?chunks=10&interval=0.2", timeout=5)
     assert response.status_code == 504
     assert response.json()["detail"]
+
+
+def test_oversized_response_is_refused_without_reading_it_whole(
+    upstream: str, recorder: Recorder
+) -> None:
+    with run_service(upstream, BUFFERED_MAX_BYTES=str(1024 * 1024)) as service:
+        before = service.peak_rss_kib()
+        # 1 GiB, chunked: no Content-Length says in advance that it is too large.
+        response = {{ cookiecutter.httpx_package }}.get(f"{service.url}/buffered/bytes/{1 << 30}", timeout=30)
+        after = service.peak_rss_kib()
+    assert response.status_code == 502
+    assert "1048576 bytes" in response.json()["detail"]
+    assert after - before < 32 * 1024, (before, after)
+    assert recorder.open_streams == 0
+
+
+def test_upstream_failures_mid_body_do_not_leak_connections(start_relay: StartRelay) -> None:
+    with start_relay(upstream_max_connections=2, upstream_pool_timeout=1) as url:
+        for _ in range(6):
+            assert {{ cookiecutter.httpx_package }}.get(f"{url}/buffered/broken").status_code == 502
+        assert {{ cookiecutter.httpx_package }}.get(f"{url}/buffered/status/200").status_code == 200

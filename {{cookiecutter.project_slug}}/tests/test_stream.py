@@ -3,11 +3,12 @@
 import asyncio
 import hashlib
 import time
+from collections.abc import Iterator
 
 import {{ cookiecutter.httpx_package }}
 import pytest
 
-from tests.conftest import StartRelay
+from tests.conftest import StartRelay, run_service
 from tests.upstream_app import CHUNK, Recorder
 
 
@@ -70,3 +71,52 @@ def test_upstream_failure_mid_body_breaks_the_response_off(
         with pytest.raises({{ cookiecutter.httpx_package }}.RemoteProtocolError):
             for _chunk in response.iter_raw():
                 pass
+
+
+MIB = 1024 * 1024
+
+
+def test_memory_does_not_grow_with_the_body_size(upstream: str) -> None:
+    with run_service(upstream) as service:
+
+        def stream_through(size: int) -> int:
+            with {{ cookiecutter.httpx_package }}.stream("GET", f"{service.url}/stream/bytes/{size}") as response:
+                assert sum(len(chunk) for chunk in response.iter_raw()) == size
+            return service.peak_rss_kib()
+
+        small = stream_through(16 * MIB)
+        large = stream_through(512 * MIB)
+    # 32x the body, and the peak resident memory grows by less than 32 MiB.
+    assert large - small < 32 * 1024, (small, large)
+
+
+def test_request_bodies_stream_to_the_upstream(upstream: str) -> None:
+    size = 256 * MIB
+
+    def body() -> Iterator[bytes]:
+        for _ in range(size // MIB):
+            yield bytes(MIB)
+
+    with run_service(upstream) as service:
+        before = service.peak_rss_kib()
+        response = {{ cookiecutter.httpx_package }}.post(
+            f"{service.url}/stream/sink",
+            content=body(),
+            headers={"content-length": str(size)},
+            timeout=60,
+        )
+        after = service.peak_rss_kib()
+    assert response.json() == {"received": size}
+    assert after - before < 32 * 1024, (before, after)
+
+
+def test_upstream_failures_mid_body_do_not_leak_connections(start_relay: StartRelay) -> None:
+    with start_relay(upstream_max_connections=2, upstream_pool_timeout=1) as url:
+        for _ in range(6):
+            with (
+                {{ cookiecutter.httpx_package }}.Client(base_url=url) as client,
+                client.stream("GET", "/stream/broken") as response,
+                pytest.raises({{ cookiecutter.httpx_package }}.RemoteProtocolError),
+            ):
+                response.read()
+        assert {{ cookiecutter.httpx_package }}.get(f"{url}/stream/status/200").status_code == 200

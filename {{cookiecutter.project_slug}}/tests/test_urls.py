@@ -1,11 +1,11 @@
 """No caller can make the relay reach another host, or a path outside the upstream base path."""
 
 import socket
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import {{ cookiecutter.httpx_package }}
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.urls import InvalidTarget, upstream_url
@@ -110,4 +110,18 @@ def test_hostile_targets_never_leave_the_base_path(
     response = raw_request(relay, target.format(prefix=prefix.strip("/")))
     status = int(response.split(b" ", 2)[1])
     assert status in {200, 400, 404}, response[:200]
+    assert recorder.paths[before:] == []
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(path=st.text(min_size=1), safe=st.sampled_from(["", "/", "/.%", "/:@\\"]))
+def test_any_path_sent_to_the_relay_stays_under_the_base_path(
+    relay: str, recorder: Recorder, prefix: str, path: str, safe: str
+) -> None:
+    before = len(recorder.paths)
+    target = f"{prefix}/" + quote(path, safe=safe)
+    response = raw_request(relay, target)
+    assert int(response.split(b" ", 2)[1]) < 500, response[:200]
     assert recorder.paths[before:] == []

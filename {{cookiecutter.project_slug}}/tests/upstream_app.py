@@ -46,8 +46,12 @@ class Recorder:
 
 def create_upstream(recorder: Recorder) -> Starlette:
     async def echo(request: Request) -> Response:
-        """Answer with what arrived: method, raw path, query, headers (as pairs) and body."""
+        """Answer with what arrived: method, raw path, query, headers (as pairs) and body.
+
+        `?delay=S` waits S seconds first, to keep many requests in flight at once.
+        """
         body = await request.body()
+        await asyncio.sleep(float(request.query_params.get("delay", "0")))
         return JSONResponse(
             {
                 "method": request.method,
@@ -59,6 +63,13 @@ def create_upstream(recorder: Recorder) -> Starlette:
                 "body": body.decode("latin-1"),
             }
         )
+
+    async def sink(request: Request) -> Response:
+        """Count the request body as it streams in, never holding it whole."""
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+        return JSONResponse({"received": received})
 
     async def raw(request: Request) -> Response:
         """Return exactly the body and content type asked for in the query."""
@@ -135,6 +146,7 @@ def create_upstream(recorder: Recorder) -> Starlette:
         routes=[
             Route("/api/echo/{rest:path}", echo, methods=METHODS),
             Route("/api/raw", raw),
+            Route("/api/sink", sink, methods=["POST", "PUT"]),
             Route("/api/status/{code:int}", status, methods=["GET", "POST", "HEAD"]),
             Route("/api/bytes/{size:int}", sized),
             Route("/api/slow", slow),

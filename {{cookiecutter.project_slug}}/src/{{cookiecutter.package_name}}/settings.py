@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # The largest body, in bytes, that a buffered exchange holds in memory (request or response).
     buffered_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
 {%- endif %}
+    # The largest total size of a request's headers; larger requests get 431.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     # Add X-Forwarded-For, -Proto and -Host to upstream requests.
     forwarded_headers: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -4,6 +4,7 @@ A client per request would open a new connection pool each time; one shared clie
 pooled connections, which is what keeps the service fast and stable under concurrent load.
 """
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -16,6 +17,8 @@ from {{ cookiecutter.package_name }}.settings import Settings
 {%- if cookiecutter.http_transport == "aiohttp" %}
 from {{ cookiecutter.package_name }}.transport import PooledAiohttpTransport
 {%- endif %}
+
+logger = logging.getLogger(__name__)
 
 
 class State(TypedDict):
@@ -61,7 +64,9 @@ def lifespan_for(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         async with build_client(settings) as client:
+            logger.info("upstream client open for %s", settings.upstream_base_url)
             yield {"upstream": client, "settings": settings}
+        logger.info("upstream client closed")
 
     return lifespan
 
