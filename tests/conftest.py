@@ -97,7 +97,7 @@ class Project:
 
     def files(self) -> set[str]:
         """Every file the template rendered, relative to the project (tool output excluded)."""
-        skip = {".venv", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", "__pycache__"}
+        skip = {".git", ".venv", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", "__pycache__"}
         return {
             path.relative_to(self.path).as_posix()
             for path in self.path.rglob("*")

@@ -7,9 +7,13 @@ import pytest
 from tests.conftest import Bake, every_combination
 
 COMMON = {
+    ".dockerignore",
     ".env.example",
+    ".github/workflows/ci.yml",
     ".gitignore",
+    ".pre-commit-config.yaml",
     ".python-version",
+    "Dockerfile",
     "README.md",
     "pyproject.toml",
     "uv.lock",
@@ -31,6 +35,9 @@ COMMON = {
     "tests/test_app.py",
     "tests/test_errors.py",
     "tests/test_headers.py",
+    "tests/test_load.py",
+    "tests/test_logs.py",
+    "tests/test_malformed.py",
     "tests/test_relay.py",
     "tests/test_urls.py",
     "tests/upstream_app.py",
