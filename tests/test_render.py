@@ -77,7 +77,7 @@ def test_no_template_syntax_or_unchosen_variant_is_left(bake: Bake, answers: dic
     project = bake(**answers)
     for relative in project.files() - {"uv.lock"}:
         text = project.read(relative)
-        assert not re.search(r"\{\{|\}\}|\{%|%\}|cookiecutter", text), relative
+        assert not re.search(r"\{\{|\}\}|\{%|%\}|cookiecutter\.", text), relative
         for (prompt, value), pattern in MENTIONS.items():
             if not chosen(answers, prompt, value):
                 assert not pattern.search(text), f"{relative} mentions {value}: {pattern.search(text)}"

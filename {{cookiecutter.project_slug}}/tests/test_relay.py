@@ -1,5 +1,7 @@
 """What every relay endpoint does: methods, paths, queries, bodies and statuses pass through."""
 
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -7,6 +9,8 @@ import {{ cookiecutter.httpx_package }}
 import pytest
 
 from {{ cookiecutter.package_name }}.relay import RELAY_METHODS
+
+from tests.conftest import StartRelay
 
 
 def echo(client: {{ cookiecutter.httpx_package }}.Client, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
@@ -101,3 +105,20 @@ def test_gzip_body_arrives_compressed_with_matching_headers(relay: str, prefix: 
 def test_redirects_are_returned_not_followed(client: {{ cookiecutter.httpx_package }}.Client, prefix: str) -> None:
     response = client.get(f"{prefix}/status/302")
     assert response.status_code == 302
+
+
+def test_caller_leaving_mid_upload_is_not_an_error(
+    start_relay: StartRelay, prefix: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with start_relay() as relay:
+        host, port = relay.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            head = f"POST {prefix}/sink HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000000\r\n\r\n"
+            sock.sendall(head.encode() + bytes(1000))
+            time.sleep(0.2)
+        time.sleep(0.3)
+        assert {{ cookiecutter.httpx_package }}.get(f"{relay}/healthz").status_code == 200
+    log = capfd.readouterr().err
+    assert "Traceback" not in log
+    assert "upstream failure" not in log
+    assert "the caller went away" in log

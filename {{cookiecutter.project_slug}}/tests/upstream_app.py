@@ -10,7 +10,7 @@ import json
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -67,8 +67,11 @@ def create_upstream(recorder: Recorder) -> Starlette:
     async def sink(request: Request) -> Response:
         """Count the request body as it streams in, never holding it whole."""
         received = 0
-        async for chunk in request.stream():
-            received += len(chunk)
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+        except ClientDisconnect:
+            return Response(status_code=499)
         return JSONResponse({"received": received})
 
     async def raw(request: Request) -> Response:

@@ -7,8 +7,9 @@ drops the keep-alive connection without telling the caller.
 import logging
 
 import {{ cookiecutter.httpx_package }}
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from {{ cookiecutter.package_name }}.urls import InvalidTarget
 
@@ -34,8 +35,19 @@ def classify(exc: Exception) -> tuple[int, str]:
     return 502, "the upstream sent an invalid or incomplete response"
 
 
-async def upstream_error(request: Request, exc: Exception) -> JSONResponse:
+def caused_by_caller_leaving(exc: BaseException | None) -> bool:
+    """Whether the failure began with the caller going away while its body was streamed upstream."""
+    while exc is not None:
+        if isinstance(exc, ClientDisconnect):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+async def upstream_error(request: Request, exc: Exception) -> Response:
     """Answer a failed upstream exchange with 502, 503 or 504."""
+    if caused_by_caller_leaving(exc):
+        return await client_gone(request, exc)
     status_code, detail = classify(exc)
     logger.warning("upstream failure: %s (%s: %s)", detail, type(exc).__name__, exc)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status_code == 503 else None
@@ -46,7 +58,15 @@ async def invalid_target(request: Request, exc: Exception) -> JSONResponse:
     return _error(400, str(exc))
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The caller left while its body was still being read: nobody is there to answer."""
+    logger.info("the caller went away before sending its whole request body")
+    # 499, as nginx logs it: client closed request. It is never delivered.
+    return Response(status_code=499)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers above on the app."""
     app.add_exception_handler({{ cookiecutter.httpx_package }}.RequestError, upstream_error)
     app.add_exception_handler(InvalidTarget, invalid_target)
+    app.add_exception_handler(ClientDisconnect, client_gone)
