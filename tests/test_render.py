@@ -15,6 +15,9 @@ COMMON = {
     ".python-version",
     "Dockerfile",
     "README.md",
+    "benchmarks/baselines.py",
+    "benchmarks/bench.py",
+    "benchmarks/upstream.py",
     "pyproject.toml",
     "uv.lock",
     "src/upstream_relay/__init__.py",
@@ -52,7 +55,8 @@ MENTIONS = {
     ("response_mode", "stream"): re.compile(
         r"/stream/|routes\.stream|UpstreamStreamingResponse|streaming relay", re.I
     ),
-    ("response_mode", "buffered"): re.compile(r"buffered", re.I),
+    # `\b`: PYTHONUNBUFFERED in the Dockerfile is not the buffered relay.
+    ("response_mode", "buffered"): re.compile(r"\bbuffered", re.I),
     ("http_transport", "aiohttp"): re.compile(r"aiohttp", re.I),
     ("httpx_package", "httpx2"): re.compile(r"httpx2"),
 }
@@ -92,12 +96,13 @@ def test_lock_file_holds_the_chosen_packages(bake: Bake, answers: dict[str, str]
 
 def test_answers_with_quotes_are_kept_as_plain_data(bake: Bake) -> None:
     project = bake(
-        project_name='Ops\' "Relay"',
+        project_name="O'Brien's <Relay> & Co",
         project_slug="ops-relay",
         package_name="ops_relay",
         description='Says "hi" \\ and <b> else',
         author_name="O'Brien",
     )
     assert 'description = "Says \\"hi\\" \\\\ and \\u003cb\\u003e else"' in project.read("pyproject.toml")
-    assert 'FastAPI(title="Ops\\u0027 \\"Relay\\""' in project.read("src/ops_relay/app.py")
+    app = project.read("src/ops_relay/app.py")
+    assert 'FastAPI(title="O\\u0027Brien\\u0027s \\u003cRelay\\u003e \\u0026 Co"' in app
     project.uv("run", "--no-dev", "python", "-c", "import ops_relay.settings")
