@@ -71,12 +71,14 @@ def lifespan_for(
     return lifespan
 
 
-def get_upstream(request: Request) -> {{ cookiecutter.httpx_package }}.AsyncClient:
+# Both are `async def` though they never wait: FastAPI runs a plain `def` dependency in a
+# worker thread, a hop that costs every request more than the lookup itself.
+async def get_upstream(request: Request) -> {{ cookiecutter.httpx_package }}.AsyncClient:
     client: {{ cookiecutter.httpx_package }}.AsyncClient = request.state.upstream
     return client
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
