@@ -1,6 +1,6 @@
 """Load-test the service under uvicorn against its baselines, with wrk, all on 127.0.0.1.
 
-From the project root: `uv run --group bench python benchmarks/bench.py [--seconds 5]`.
+From the project root: `uv run python benchmarks/bench.py [--seconds 5]` (needs `wrk`).
 
 Starts, each in its own process: the upstream (`upstream.py`), the service exactly as in
 production (one uvicorn worker, uvloop, httptools), and the baselines (`baselines.py`): a naive
@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -38,6 +38,7 @@ from upstream import BIG_PATH, BIG_SIZE, SMALL_BODY, SMALL_PATH
 
 BENCHMARKS = Path(__file__).resolve().parent
 SERVICE_APP = "{{ cookiecutter.package_name }}.main:app"
+DISTRIBUTION = "{{ cookiecutter.project_slug }}"
 CLIENT_PACKAGE = "{{ cookiecutter.httpx_package }}"
 TRANSPORT = "{{ cookiecutter.http_transport }}"
 # The service's relay endpoints (the streamed one first), each with the style of the httpx
@@ -198,7 +199,8 @@ def parse_wrk(output: str) -> tuple[int, float, float | None, float | None, int]
     if done is None or rate is None:
         raise RuntimeError(f"cannot read wrk's output:\n{output}")
     percentiles: dict[str, float | None] = {"50": None, "99": None}
-    for percent, value, unit in re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)", output, re.M):
+    pattern = re.compile(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)", re.M)
+    for percent, value, unit in pattern.findall(output):
         percentiles[percent] = float(value) * _UNITS_MS[unit]
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -206,10 +208,10 @@ def parse_wrk(output: str) -> tuple[int, float, float | None, float | None, int]
     return int(done.group(1)), float(rate.group(1)), percentiles["50"], percentiles["99"], errors
 
 
-def run_wrk(url: str, connections: int, seconds: float, threads: int) -> str:
+def run_wrk(url: str, connections: int, seconds: int, threads: int) -> str:
     command = [
         "wrk",
-        *(f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s"),
+        *(f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s"),
         *("--timeout", "30s", "--latency", url),
     ]
     result = subprocess.run(
@@ -257,18 +259,17 @@ def check_target(target: Target, server: Server) -> None:
 
 def service_env(base: dict[str, str], upstream_url: str, pool: int) -> dict[str, str]:
     """The service's settings: the benchmark's upstream, a pool for every connection wrk opens."""
-    env = {
+    return {
         **base,
         "UPSTREAM_BASE_URL": upstream_url,
         "UPSTREAM_MAX_CONNECTIONS": str(pool),
         "UPSTREAM_MAX_KEEPALIVE_CONNECTIONS": str(pool),
         "LOG_LEVEL": "WARNING",
-    }
 {%- if cookiecutter.response_mode != "stream" %}
-    # Room for the 10 MiB body when it is read whole.
-    env["BUFFERED_MAX_BYTES"] = str(2 * BIG_SIZE)
+        # Room for the 10 MiB body when it is read whole.
+        "BUFFERED_MAX_BYTES": str(2 * BIG_SIZE),
 {%- endif %}
-    return env
+    }
 
 
 def targets(names: set[str]) -> list[Target]:
@@ -281,7 +282,7 @@ def targets(names: set[str]) -> list[Target]:
     found += [
         Target("direct", "upstream, direct (ceiling)", "upstream", "/"),
         Target("requests", "requests.get in async def", "requests", "/whole/"),
-        Target("httpx", f"httpx 0.28 shared client, default transport ({style})", "httpx", f"/{style}/"),
+        Target("httpx", f"httpx 0.28 shared client ({style})", "httpx", f"/{style}/"),
     ]
     return [target for target in found if target.server in names]
 
@@ -305,7 +306,7 @@ def markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def report(results: list[Result], started: dict[str, float]) -> str:
-    headers = ["target", "body", "conc", "req/s", "MiB/s", "p50 ms", "p99 ms", "errors", "peak RSS MiB"]
+    headers = ["target", "body", "conc", "req/s", "MiB/s", "p50 ms", "p99 ms", "errors", "RSS MiB"]
     rows = [
         [
             r.label,
@@ -323,36 +324,34 @@ def report(results: list[Result], started: dict[str, float]) -> str:
     parts = ["## Results", "", markdown(headers, rows)]
 
     by_cell = {(r.target, r.body, r.concurrency): r for r in results}
-    baselines = [(key, name) for key, name in [("direct", "upstream direct"), ("requests", "requests relay"), ("httpx", "httpx relay")]]
-    services = sorted({r.target for r in results if r.target.startswith("service")}, key=[f"service {p}" for p, _ in SERVICE_ENDPOINTS].index)
-    ratio_rows = []
-    for service in services:
-        for r in results:
-            if r.target != service:
-                continue
-            ratio_rows.append(
-                [
-                    service,
-                    r.body,
-                    str(r.concurrency),
-                    *(
-                        ratio(r.requests_per_s, base.requests_per_s)
-                        if (base := by_cell.get((key, r.body, r.concurrency)))
-                        else "-"
-                        for key, _ in baselines
-                    ),
-                ]
-            )
+    baselines = {"direct": "upstream direct", "requests": "requests relay", "httpx": "httpx relay"}
+    service_results = [r for r in results if r.target.startswith("service")]
+    ratio_rows = [
+        [
+            r.label,
+            r.body,
+            str(r.concurrency),
+            *(
+                ratio(r.requests_per_s, base.requests_per_s)
+                if (base := by_cell.get((key, r.body, r.concurrency)))
+                else "-"
+                for key in baselines
+            ),
+        ]
+        for r in service_results
+    ]
     parts += [
         "",
-        "## Service throughput relative to each baseline (req/s ratio; > 1 means the service is faster)",
+        "## The service relative to each baseline (ratio of req/s; above 1x the service is faster)",
         "",
-        markdown(["service", "body", "conc", *(f"vs {name}" for _, name in baselines)], ratio_rows),
+        markdown(["target", "body", "conc", *(f"vs {n}" for n in baselines.values())], ratio_rows),
     ]
-    service_results = [r for r in results if r.target.startswith("service")]
     if service_results:
         peak = max(r.peak_rss_mib for r in service_results)
-        parts += ["", f"Service RSS: {started['service']:.0f} MiB after start-up, peak {peak:.0f} MiB (sampled every 20 ms)."]
+        parts.append(
+            f"\nService RSS: {started.get('service', 0):.0f} MiB after start-up, "
+            f"peak {peak:.0f} MiB (sampled every 20 ms)."
+        )
     parts += ["", *verdicts(by_cell)]
     return "\n".join(parts)
 
@@ -381,7 +380,7 @@ def verdicts(by_cell: dict[tuple[str, str, int], Result]) -> list[str]:
             goal(
                 f"10 MiB at {connections}: >= 50% of direct upstream throughput",
                 share >= 0.5,
-                f"{share:.0%} ({r.mib_per_s:,.0f} of {direct.mib_per_s:,.0f} MiB/s)",
+                f"{share * 100:.0f} percent ({r.mib_per_s:,.0f} of {direct.mib_per_s:,.0f} MiB/s)",
             )
     return lines
 
@@ -395,18 +394,22 @@ def describe_machine(args: argparse.Namespace) -> str:
 
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     wrk_version = (wrk.stdout or wrk.stderr).split("[", 1)[0].strip() or "wrk"
-    names = [CLIENT_PACKAGE, "uvicorn", "fastapi", "starlette", "httpx"]
-    if TRANSPORT == "aiohttp":
-        names += [TRANSPORT, "httpx-aiohttp"]
+    # The service's own requirements, as installed, and what the baselines add.
+    requirements = requires(DISTRIBUTION) or []
+    names = [re.split(r"[^A-Za-z0-9_.-]", req, maxsplit=1)[0] for req in requirements]
+    names += ["starlette", "httpx", "requests"]
     cpus = os.cpu_count() or 1
     return "\n".join(
         [
             f"# Benchmark: {SERVICE_APP} ({CLIENT_PACKAGE} client, {TRANSPORT} transport)",
             "",
-            f"Python {platform.python_version()}, {', '.join(package(n) for n in sorted(set(names)))}, {wrk_version}.",
+            f"Python {platform.python_version()}, "
+            + ", ".join(package(name) for name in sorted(set(names)))
+            + f", {wrk_version}.",
             f"{cpus} CPU cores, shared by the upstream, the relay measured and wrk "
-            f"(-t{args.threads}), all on {HOST}; {args.seconds:g} s per cell, after a "
-            f"{args.warmup:g} s warm-up per target.",
+            f"(-t{args.threads}), all on {HOST}; {args.seconds} s per cell, after a "
+            f"{args.warmup} s warm-up per target; the upstream answers after "
+            f"{args.upstream_delay_ms:g} ms.",
         ]
     )
 
@@ -431,15 +434,23 @@ def counts(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--seconds", type=float, default=5.0, help="wrk duration per cell (5)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up per target (1)")
-    parser.add_argument("--small", type=counts, default=[1, 64, 256], help="connections, small JSON (1,64,256)")
-    parser.add_argument("--big", type=counts, default=[1, 16], help="connections, 10 MiB (1,16)")
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per cell (5)")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds per target (1)")
+    parser.add_argument(
+        "--small", type=counts, default=[1, 64, 256], help="connections for small JSON (1,64,256)"
+    )
+    parser.add_argument("--big", type=counts, default=[1, 16], help="connections for 10 MiB (1,16)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
     parser.add_argument(
         "--targets",
         default="service,upstream,requests,httpx",
         help="servers to measure (service,upstream,requests,httpx)",
+    )
+    parser.add_argument(
+        "--upstream-delay-ms",
+        type=float,
+        default=0.0,
+        help="milliseconds the upstream waits before each answer, to play a remote API (0)",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     return parser.parse_args(argv)
@@ -463,22 +474,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     started: dict[str, float] = {}
     print(describe_machine(args), flush=True)
     with stop_on_sigterm(), ExitStack() as stack:
-        upstream = Server("upstream", "upstream:app", [*bench_dir, "--lifespan", "off"], base)
+        upstream_env = {**base, "BENCH_UPSTREAM_DELAY_MS": str(args.upstream_delay_ms)}
+        upstream_args = [*bench_dir, "--lifespan", "off"]
+        upstream = Server("upstream", "upstream:app", upstream_args, upstream_env)
         stack.callback(upstream.stop)
         upstream.wait_ready(f"/{SMALL_PATH}")
         upstream_url = f"http://{HOST}:{upstream.port}/"
-        baseline_env = {**base, "BENCH_UPSTREAM_URL": upstream_url, "BENCH_MAX_CONNECTIONS": str(pool)}
+        baseline_env = {
+            **base,
+            "BENCH_UPSTREAM_URL": upstream_url,
+            "BENCH_MAX_CONNECTIONS": str(pool),
+        }
         servers = {"upstream": upstream}
+        ready = f"/whole/{SMALL_PATH}"
         plans = [
             ("service", SERVICE_APP, [], service_env(base, upstream_url, pool), "/healthz"),
-            ("requests", "baselines:requests_relay", bench_dir, baseline_env, f"/whole/{SMALL_PATH}"),
-            ("httpx", "baselines:httpx_relay", bench_dir, baseline_env, f"/whole/{SMALL_PATH}"),
+            ("requests", "baselines:requests_relay", bench_dir, baseline_env, ready),
+            ("httpx", "baselines:httpx_relay", bench_dir, baseline_env, ready),
         ]
-        for name, app, extra, env, ready in plans:
+        for name, app, extra, env, path in plans:
             if name in names:
                 server = Server(name, app, extra, env)
                 stack.callback(server.stop)
-                server.wait_ready(ready)
+                server.wait_ready(path)
                 servers[name] = server
                 started[name] = server.rss_mib()
         for target in targets(names):
@@ -487,7 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nMeasuring {target.label} ...", file=sys.stderr, flush=True)
             if args.warmup > 0:
                 run_wrk(target.url(server.port, SMALL), 64, args.warmup, args.threads)
-            for body, connections in [(SMALL, c) for c in args.small] + [(BIG, c) for c in args.big]:
+            cells = [(SMALL, c) for c in args.small] + [(BIG, c) for c in args.big]
+            for body, connections in cells:
                 result = measure(target, server, body, connections, args)
                 results.append(result)
                 print(
@@ -496,12 +515,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-        if "service" in servers and servers["service"].process.poll() is not None:
-            print(f"The service exited during the run:\n{servers['service'].output()}", file=sys.stderr)
+        for server in servers.values():
+            if server.process.poll() is not None:
+                print(f"{server.name} exited during the run:\n{server.output()}", file=sys.stderr)
     print()
     print(report(results, started))
     if args.json:
-        args.json.write_text(json.dumps({"machine": describe_machine(args), "results": [asdict(r) for r in results]}, indent=2))
+        document = {"machine": describe_machine(args), "results": [asdict(r) for r in results]}
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 

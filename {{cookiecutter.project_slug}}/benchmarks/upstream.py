@@ -1,11 +1,14 @@
 """The benchmark's upstream: a bare ASGI app, as fast as uvicorn can serve, on 127.0.0.1.
 
 `GET /small.json` answers a small JSON object; `GET /10mb` answers 10 MiB of bytes in 1 MiB
-chunks with a Content-Length. Anything else is 404. Run by bench.py as
+chunks with a Content-Length. Anything else is 404. Each answer starts after
+`BENCH_UPSTREAM_DELAY_MS` milliseconds (0 by default), to play a remote API. Run by bench.py as
 `python -m uvicorn upstream:app --app-dir benchmarks --lifespan off ...`.
 """
 
+import asyncio
 import json
+import os
 
 from starlette.types import Receive, Scope, Send
 
@@ -18,12 +21,15 @@ SMALL_BODY = json.dumps(
 BIG_CHUNK = b"x" * (1024 * 1024)
 BIG_CHUNKS = 10
 BIG_SIZE = len(BIG_CHUNK) * BIG_CHUNKS
+DELAY_SECONDS = float(os.environ.get("BENCH_UPSTREAM_DELAY_MS", "0")) / 1000
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """Serve the two bodies; no framework, so the upstream is never the slow part."""
     assert scope["type"] == "http"
     path = scope["path"]
+    if DELAY_SECONDS:
+        await asyncio.sleep(DELAY_SECONDS)
     if path == f"/{SMALL_PATH}":
         await _start(send, 200, len(SMALL_BODY), b"application/json")
         await send({"type": "http.response.body", "body": SMALL_BODY})
