@@ -3,6 +3,7 @@
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,10 @@ from tests.upstream_app import Recorder, create_upstream
 RELAY_PREFIXES = [{{ prefixes[cookiecutter.response_mode] }}]
 
 StartRelay = Callable[..., AbstractContextManager[str]]
+
+# One TLS context for the clients the tests build by the dozen: each client would otherwise load
+# the CA bundle, ~20 ms of CPU. (The servers under test speak plain HTTP anyway.)
+CLIENT_TLS = ssl.create_default_context()
 
 
 @contextmanager
@@ -77,6 +82,14 @@ def upstream(recorder: Recorder) -> Iterator[str]:
         yield url
 
 
+def wait_for_no_open_streams(recorder: Recorder, seconds: float) -> bool:
+    """Whether the upstream's streamed bodies all end within `seconds` (it notices a close late)."""
+    deadline = time.monotonic() + seconds
+    while recorder.open_streams and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return recorder.open_streams == 0
+
+
 def relay_settings(upstream: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"upstream_base_url": f"{upstream}/api/", "upstream_timeout": 5.0}
     values.update(overrides)
@@ -103,7 +116,7 @@ def relay(upstream: str) -> Iterator[str]:
 
 @pytest.fixture
 def client(relay: str) -> Iterator[{{ cookiecutter.httpx_package }}.Client]:
-    with {{ cookiecutter.httpx_package }}.Client(base_url=relay, timeout=10) as client:
+    with {{ cookiecutter.httpx_package }}.Client(base_url=relay, timeout=10, verify=CLIENT_TLS) as client:
         yield client
 
 
@@ -127,24 +140,41 @@ class Service:
     process: subprocess.Popen[bytes]
     log_path: Path
 
-    def log(self) -> str:
-        return self.log_path.read_text()
+    def log_mark(self) -> int:
+        """Where the log ends now: `log(since=mark)` is then what was written after this."""
+        return self.log_path.stat().st_size
 
-    def log_lines_with(self, text: str, seconds: float = 5) -> list[str]:
+    def log(self, since: int = 0) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            return log.read().decode()
+
+    def log_lines_with(self, text: str, seconds: float = 5, since: int = 0) -> list[str]:
         """The log lines holding `text`, waiting for the first: a line may follow its response."""
         deadline = time.monotonic() + seconds
-        while not (lines := [line for line in self.log().splitlines() if text in line]):
+        while not (lines := [line for line in self.log(since).splitlines() if text in line]):
             if time.monotonic() > deadline:
                 return []
             time.sleep(0.02)
         return lines
 
     def peak_rss_kib(self) -> int:
-        """The process's peak resident memory so far (VmHWM), in KiB."""
+        """The process's peak resident memory since start or `reset_peak_rss` (VmHWM), in KiB."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
         raise RuntimeError("no VmHWM in /proc: peak memory cannot be read on this system")
+
+    def reset_peak_rss(self) -> None:
+        """Lower the peak resident memory to the current one, as if the process had just started.
+
+        A shared service has had its peaks from earlier tests; after this, `peak_rss_kib` sees
+        only what came since.
+        """
+        try:
+            Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+        except OSError as exc:
+            raise RuntimeError(f"peak memory cannot be reset on this system: {exc}") from exc
 
     def stop(self) -> int:
         """SIGTERM, as an orchestrator sends it; the exit status once it has shut down."""
@@ -168,17 +198,46 @@ def run_service(upstream: str, **settings: str) -> Iterator[Service]:
             process = subprocess.Popen(command, env=env, stderr=log, stdout=log)
         service = Service(f"http://127.0.0.1:{port}", process, log_path)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, service.log()
-                assert time.monotonic() < deadline, "the service did not start"
-                try:
-                    if {{ cookiecutter.httpx_package }}.get(f"{service.url}/healthz").status_code == 200:
-                        break
-                except {{ cookiecutter.httpx_package }}.TransportError:
-                    time.sleep(0.05)
+            wait_until_healthy(service)
             yield service
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def wait_until_healthy(service: Service, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    with {{ cookiecutter.httpx_package }}.Client(base_url=service.url, verify=CLIENT_TLS) as probe:
+        while True:
+            assert service.process.poll() is None, service.log()
+            assert time.monotonic() < deadline, "the service did not start"
+            try:
+                if probe.get("/healthz").status_code == 200:
+                    return
+            except {{ cookiecutter.httpx_package }}.TransportError:
+                pass
+            time.sleep(0.05)
+
+
+# The shared service's settings: a pool smaller than the load some tests put on it, and a
+# buffered-body limit small enough to be reached quickly.
+SERVICE_POOL = 100
+SERVICE_BUFFERED_MAX_BYTES = 1024 * 1024
+
+
+@pytest.fixture(scope="session")
+def service(upstream: str) -> Iterator[Service]:
+    """The service in its own process as in production, shared by the tests that need one.
+
+    Tests that read its log read only their own part (`log_mark`), and tests that measure its
+    memory reset the peak first (`reset_peak_rss`).
+    """
+    settings = {
+        "LOG_FORMAT": "plain",
+        "UPSTREAM_MAX_CONNECTIONS": str(SERVICE_POOL),
+        "UPSTREAM_POOL_TIMEOUT": "30",
+        "BUFFERED_MAX_BYTES": str(SERVICE_BUFFERED_MAX_BYTES),
+    }
+    with run_service(upstream, **settings) as service:
+        yield service

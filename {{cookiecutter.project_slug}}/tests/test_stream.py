@@ -2,13 +2,18 @@
 
 import asyncio
 import hashlib
-import time
 from collections.abc import Iterator
 
 import {{ cookiecutter.httpx_package }}
 import pytest
 
-from tests.conftest import StartRelay, run_service
+from tests.conftest import (
+    CLIENT_TLS,
+    Service,
+    StartRelay,
+    run_service,
+    wait_for_no_open_streams,
+)
 from tests.upstream_app import CHUNK, Recorder
 
 
@@ -35,13 +40,6 @@ def test_first_bytes_arrive_before_the_upstream_has_finished(
         assert recorder.open_streams >= 1
 
 
-def wait_for_no_open_streams(recorder: Recorder, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while recorder.open_streams and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return recorder.open_streams == 0
-
-
 def test_client_disconnects_close_the_upstream_response(
     start_relay: StartRelay, recorder: Recorder
 ) -> None:
@@ -49,7 +47,7 @@ def test_client_disconnects_close_the_upstream_response(
 
     async def disconnect_once(url: str) -> None:
         async with (
-            {{ cookiecutter.httpx_package }}.AsyncClient(base_url=url) as client,
+            {{ cookiecutter.httpx_package }}.AsyncClient(base_url=url, verify=CLIENT_TLS) as client,
             client.stream("GET", endless) as response,
         ):
             async for _chunk in response.aiter_raw():
@@ -90,22 +88,22 @@ def test_memory_does_not_grow_with_the_body_size(upstream: str) -> None:
     assert large - small < 32 * 1024, (small, large)
 
 
-def test_request_bodies_stream_to_the_upstream(upstream: str) -> None:
+def test_request_bodies_stream_to_the_upstream(service: Service) -> None:
     size = 256 * MIB
 
     def body() -> Iterator[bytes]:
         for _ in range(size // MIB):
             yield bytes(MIB)
 
-    with run_service(upstream) as service:
-        before = service.peak_rss_kib()
-        response = {{ cookiecutter.httpx_package }}.post(
-            f"{service.url}/stream/sink",
-            content=body(),
-            headers={"content-length": str(size)},
-            timeout=60,
-        )
-        after = service.peak_rss_kib()
+    service.reset_peak_rss()
+    before = service.peak_rss_kib()
+    response = {{ cookiecutter.httpx_package }}.post(
+        f"{service.url}/stream/sink",
+        content=body(),
+        headers={"content-length": str(size)},
+        timeout=60,
+    )
+    after = service.peak_rss_kib()
     assert response.json() == {"received": size}
     assert after - before < 32 * 1024, (before, after)
 
