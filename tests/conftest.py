@@ -72,7 +72,15 @@ def project_env(python_version: str, shared: Path | None = None) -> dict[str, st
     With `shared`, the project installs into that virtualenv (and keeps mypy's cache beside it):
     `uv sync --locked` makes it exactly what this project's lock file says either way.
     """
-    inherited = {"VIRTUAL_ENV", "PYENV_VERSION", "UV_PROJECT_ENVIRONMENT", "MYPY_CACHE_DIR"}
+    # PYTHONDONTWRITEBYTECODE too: the checks start dozens of Python processes, and each would
+    # compile every module it imports again (about half of a service's start-up).
+    inherited = {
+        "VIRTUAL_ENV",
+        "PYENV_VERSION",
+        "UV_PROJECT_ENVIRONMENT",
+        "MYPY_CACHE_DIR",
+        "PYTHONDONTWRITEBYTECODE",
+    }
     env = {k: v for k, v in os.environ.items() if k not in inherited}
     env["UV_PYTHON"] = interpreter(python_version)
     if shared is not None:
