@@ -220,10 +220,12 @@ def wait_until_healthy(service: Service, seconds: float = 30) -> None:
             time.sleep(0.05)
 
 
-# The shared service's settings: a pool smaller than the load some tests put on it, and a
-# buffered-body limit small enough to be reached quickly.
+# The shared service's pool: smaller than the load some tests put on it.
 SERVICE_POOL = 100
+{%- if cookiecutter.response_mode != "stream" %}
+# Its limit on a buffered body: small enough to be reached quickly.
 SERVICE_BUFFERED_MAX_BYTES = 1024 * 1024
+{%- endif %}
 
 
 @pytest.fixture(scope="session")
@@ -237,7 +239,9 @@ def service(upstream: str) -> Iterator[Service]:
         "LOG_FORMAT": "plain",
         "UPSTREAM_MAX_CONNECTIONS": str(SERVICE_POOL),
         "UPSTREAM_POOL_TIMEOUT": "30",
+{%- if cookiecutter.response_mode != "stream" %}
         "BUFFERED_MAX_BYTES": str(SERVICE_BUFFERED_MAX_BYTES),
+{%- endif %}
     }
     with run_service(upstream, **settings) as service:
         yield service
