@@ -7,6 +7,7 @@ escapes the base path lands in `escaped` and the tests can see it.
 import asyncio
 import gzip
 import json
+import threading
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -36,12 +37,24 @@ class BrokenBody:
         await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
 
 
+async def held_back(gate: threading.Event) -> AsyncIterator[bytes]:
+    """`first`, then `last` once `gate` is set (or 10 s have passed)."""
+    yield b"first"
+    for _ in range(1000):
+        if gate.is_set():
+            break
+        await asyncio.sleep(0.01)
+    yield b"last"
+
+
 class Recorder:
     """What the upstream saw, for assertions: every raw path that reached it."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
         self.open_streams = 0
+        # `/api/gated` holds back the end of its body until a test sets this.
+        self.gate = threading.Event()
 
 
 def create_upstream(recorder: Recorder) -> Starlette:
@@ -106,6 +119,9 @@ def create_upstream(recorder: Recorder) -> Starlette:
 
         return StreamingResponse(chunks(), media_type="application/octet-stream")
 
+    async def gated(request: Request) -> Response:
+        return StreamingResponse(held_back(recorder.gate), media_type="application/octet-stream")
+
     async def drip(request: Request) -> Response:
         """`chunks` small chunks, `interval` seconds apart."""
         count = int(request.query_params["chunks"])
@@ -154,6 +170,7 @@ def create_upstream(recorder: Recorder) -> Starlette:
             Route("/api/bytes/{size:int}", sized),
             Route("/api/slow", slow),
             Route("/api/drip", drip),
+            Route("/api/gated", gated),
             Route("/api/cookies", cookies),
             Route("/api/gzip", gzipped),
             Route("/api/broken", BrokenBody()),
