@@ -472,7 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench_dir = ("--app-dir", str(BENCHMARKS))
     results: list[Result] = []
     started: dict[str, float] = {}
-    print(describe_machine(args), flush=True)
+    machine = describe_machine(args)
+    print(machine, flush=True)
     with stop_on_sigterm(), ExitStack() as stack:
         upstream_env = {**base, "BENCH_UPSTREAM_DELAY_MS": str(args.upstream_delay_ms)}
         upstream_args = [*bench_dir, "--lifespan", "off"]
@@ -521,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(report(results, started))
     if args.json:
-        document = {"machine": describe_machine(args), "results": [asdict(r) for r in results]}
+        document = {"machine": machine, "results": [asdict(r) for r in results]}
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
