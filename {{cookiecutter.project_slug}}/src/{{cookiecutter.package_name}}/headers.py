@@ -79,7 +79,7 @@ def _forwarded_headers(request: Request) -> RawHeaders:
         chain.append(peer)
     return [
         (b"x-forwarded-for", ", ".join(chain).encode("latin-1")),
-        (b"x-forwarded-proto", request.url.scheme.encode("latin-1")),
+        (b"x-forwarded-proto", request.scope.get("scheme", "http").encode("latin-1")),
         (b"x-forwarded-host", request.headers.get("host", "").encode("latin-1")),
     ]
 

@@ -82,13 +82,21 @@ class PooledAiohttpTransport(AiohttpTransport):
         # A shared session must never keep one caller's cookies and send them for another.
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
-    async def handle_async_request(self, request: Request) -> Response:
+    async def _acquire_slot(self, request: Request) -> None:
+        """Take a connection slot, waiting at most the pool timeout when none is free."""
+        if not self._slots.locked():
+            # Free slot: taken at once, without the cost of a timeout scope.
+            await self._slots.acquire()
+            return
         pool_timeout = request.extensions.get("timeout", {}).get("pool")
         try:
             with anyio.fail_after(pool_timeout):
                 await self._slots.acquire()
         except TimeoutError:
             raise {{ cookiecutter.httpx_package }}.PoolTimeout("no upstream connection became free in time") from None
+
+    async def handle_async_request(self, request: Request) -> Response:
+        await self._acquire_slot(request)
         try:
             response = await super().handle_async_request(request)
         except Exception as exc:
