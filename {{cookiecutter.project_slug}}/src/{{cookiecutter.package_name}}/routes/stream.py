@@ -5,26 +5,28 @@ from collections.abc import AsyncIterator
 
 import anyio
 import {{ cookiecutter.httpx_package }}
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from {{ cookiecutter.package_name }}.headers import relayed_response_headers
 from {{ cookiecutter.package_name }}.relay import RELAY_METHODS, build_upstream_request, has_body
-from {{ cookiecutter.package_name }}.upstream import AppSettings, Upstream
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["relay"])
+router = APIRouter()
 
 
-async def raw_chunks(upstream: {{ cookiecutter.httpx_package }}.Response) -> AsyncIterator[bytes]:
+async def raw_chunks(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The upstream's bytes as they arrive, yielding to the event loop after each chunk.
 
     When the upstream always has data ready and the caller has gone (the server then drops
     what is sent), nothing else would ever suspend, and the server's disconnect notice could
     not cancel the stream until the upstream finished.
     """
-    async for chunk in upstream.aiter_raw():
+    if first is not None:
+        yield first
+        await anyio.lowlevel.checkpoint()
+    async for chunk in rest:
         yield chunk
         await anyio.lowlevel.checkpoint()
 
@@ -37,8 +39,10 @@ class UpstreamStreamingResponse(StreamingResponse):
     upstream failed; a `background` task would be skipped on a disconnect by some servers.
     """
 
-    def __init__(self, upstream: {{ cookiecutter.httpx_package }}.Response) -> None:
-        super().__init__(raw_chunks(upstream), status_code=upstream.status_code)
+    def __init__(
+        self, upstream: {{ cookiecutter.httpx_package }}.Response, first: bytes | None, rest: AsyncIterator[bytes]
+    ) -> None:
+        super().__init__(raw_chunks(first, rest), status_code=upstream.status_code)
         # Raw bytes, so the upstream's Content-Encoding and Content-Length stay true.
         self.raw_headers = relayed_response_headers(upstream.headers.raw)
         self.upstream = upstream
@@ -56,16 +60,39 @@ class UpstreamStreamingResponse(StreamingResponse):
             await self.upstream.aclose()
 
 
-@router.api_route("/stream/{path:path}", methods=RELAY_METHODS)
-async def stream(
-    path: str, request: Request, upstream: Upstream, settings: AppSettings
-) -> UpstreamStreamingResponse:
+async def relay_response(upstream: {{ cookiecutter.httpx_package }}.Response) -> Response:
+    """The upstream's response for the caller: streamed, unless it has already arrived whole.
+
+    Streaming costs a task per response that watches for the caller leaving. A body whose
+    declared length came in the first chunk, as most small API answers do, is sent back at
+    once instead. Without a Content-Length nothing is awaited before the headers go out, so
+    event streams still open at once.
+    """
+    chunks = upstream.aiter_raw()
+    declared = upstream.headers.get("content-length", "")
+    if not declared.isdigit():
+        return UpstreamStreamingResponse(upstream, None, chunks)
+    first = await anext(chunks, None)
+    if first is not None and len(first) < int(declared):
+        return UpstreamStreamingResponse(upstream, first, chunks)
+    await upstream.aclose()
+    whole = Response(first or b"", status_code=upstream.status_code)
+    whole.raw_headers = relayed_response_headers(upstream.headers.raw)
+    return whole
+
+
+async def stream(request: Request) -> Response:
     """Relay the request upstream and stream the response back (the request body streams too)."""
+    upstream: {{ cookiecutter.httpx_package }}.AsyncClient = request.state.upstream
     content = request.stream() if has_body(request) else None
-    upstream_request = build_upstream_request(upstream, request, path, settings, content)
+    upstream_request = build_upstream_request(upstream, request, request.state.settings, content)
     response = await upstream.send(upstream_request, stream=True)
     try:
-        return UpstreamStreamingResponse(response)
+        return await relay_response(response)
     except BaseException:
         await response.aclose()
         raise
+
+
+# A plain route, for speed: see relay.py.
+router.add_route("/stream/{path:path}", stream, methods=RELAY_METHODS)
