@@ -30,11 +30,12 @@ def test_large_body_streams_through_intact(client: {{ cookiecutter.httpx_package
     assert digest.hexdigest() == hashlib.sha256(CHUNK * (size // len(CHUNK))).hexdigest()
 
 
+@pytest.mark.parametrize("query", ["", "?sized"], ids=["chunked", "content-length"])
 def test_first_bytes_arrive_before_the_upstream_has_finished(
-    client: {{ cookiecutter.httpx_package }}.Client, recorder: Recorder
+    client: {{ cookiecutter.httpx_package }}.Client, recorder: Recorder, query: str
 ) -> None:
     recorder.gate.clear()
-    with client.stream("GET", "/stream/gated") as response:
+    with client.stream("GET", f"/stream/gated{query}") as response:
         chunks = response.iter_raw()
         # The upstream holds back the rest until the gate opens: a relay that waited for the
         # whole body would time out here.

@@ -120,7 +120,11 @@ def create_upstream(recorder: Recorder) -> Starlette:
         return StreamingResponse(chunks(), media_type="application/octet-stream")
 
     async def gated(request: Request) -> Response:
-        return StreamingResponse(held_back(recorder.gate), media_type="application/octet-stream")
+        """`first`, then `last` once the gate opens; `?sized` declares the length up front."""
+        headers = {"content-length": "9"} if "sized" in request.query_params else None
+        return StreamingResponse(
+            held_back(recorder.gate), headers=headers, media_type="application/octet-stream"
+        )
 
     async def drip(request: Request) -> Response:
         """`chunks` small chunks, `interval` seconds apart."""
