@@ -36,7 +36,7 @@ class _AiohttpBody(AsyncByteStream):
     """A response body read as aiohttp receives it, that gives its pool slot back when closed.
 
     httpx-aiohttp reads bodies in 16 KiB slices, each copied out of what arrived; handing on
-    whatever has arrived, as it is, doubles the throughput of a large streamed body.
+    each piece as it arrived, uncopied, more than doubles the throughput of a large streamed body.
     """
 
     def __init__(self, stream: AiohttpResponseStream, release: Callable[[], None]) -> None:
@@ -47,8 +47,11 @@ class _AiohttpBody(AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._content.iter_any():
-                yield chunk
+            # A piece at a time, as received: `iter_any` joins what has piled up, a copy.
+            while not self._content.at_eof():
+                chunk, _ = await self._content.readchunk()
+                if chunk:  # empty at the end of each HTTP chunk (and of the body)
+                    yield chunk
         except Exception as exc:
             translated = translate(exc)
             if translated is exc:
