@@ -24,7 +24,12 @@ from typing import Any
 TEMPLATE = Path(__file__).resolve().parent.parent
 CHOICES = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 UV = [sys.executable, "-m", "uv"]
-BASELINES = {"direct": "upstream direct", "requests": "requests relay", "httpx": "httpx 0.28 relay"}
+BASELINES = {
+    "direct": "upstream direct",
+    "requests": "requests relay",
+    "httpx": "httpx 0.28 relay",
+    "bare": "bare ASGI relay",
+}
 
 
 def interpreter(version: str) -> str | None:

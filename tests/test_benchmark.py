@@ -33,6 +33,7 @@ def test_benchmark_prints_service_and_baselines(bake: Bake) -> None:
         "upstream, direct (ceiling)",
         "requests.get in async def",
         "httpx 0.28 shared client",
+        "bare ASGI relay on aiohttp",
     ]:
         assert f"| {target}" in table, table
     assert "## Goals" in table

@@ -6,8 +6,11 @@
   default transport) opened in the lifespan, given the same pool size as the service so the
   comparison is about the transport, not the pool. `/whole/...` reads the response and returns
   it; `/chunks/...` streams it back with `StreamingResponse`.
+- `bare_relay`: the least code that can relay under uvicorn, a bare ASGI app on one shared
+  `aiohttp.ClientSession`, with no framework and no httpx; `/chunks/...` streams. Not a
+  service (no errors handled, no disconnects watched): the ceiling for any Python relay here.
 
-Both read the upstream's base URL (ending in `/`) from `BENCH_UPSTREAM_URL`.
+All read the upstream's base URL (ending in `/`) from `BENCH_UPSTREAM_URL`.
 """
 
 import os
@@ -15,11 +18,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
+import aiohttp
 import httpx
 import requests
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
+from starlette.types import Receive, Scope, Send
 
 UPSTREAM_URL = os.environ.get("BENCH_UPSTREAM_URL", "http://127.0.0.1:9000/")
 MAX_CONNECTIONS = int(os.environ.get("BENCH_MAX_CONNECTIONS", "100"))
@@ -75,3 +80,30 @@ async def httpx_chunks(path: str, request: Request) -> StreamingResponse:
         media_type=upstream.headers.get("content-type"),
         background=BackgroundTask(upstream.aclose),
     )
+
+
+async def bare_relay(scope: Scope, receive: Receive, send: Send) -> None:
+    """Open the session for the app's lifetime; stream each `/chunks/...` from the upstream."""
+    if scope["type"] == "lifespan":
+        connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
+        async with aiohttp.ClientSession(connector=connector) as shared:
+            await receive()  # lifespan.startup
+            scope["state"]["session"] = shared
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    session: aiohttp.ClientSession = scope["state"]["session"]
+    url = UPSTREAM_URL + scope["path"].removeprefix("/chunks/")
+    async with session.get(url, auto_decompress=False) as upstream:
+        headers = [
+            (name.encode("latin-1"), upstream.headers[name].encode("latin-1"))
+            for name in ("content-type", "content-length")
+            if name in upstream.headers
+        ]
+        await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+        while not upstream.content.at_eof():
+            chunk, _ = await upstream.content.readchunk()
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})

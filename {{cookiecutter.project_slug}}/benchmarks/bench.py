@@ -4,7 +4,8 @@ From the project root: `uv run python benchmarks/bench.py [--seconds 5]` (needs 
 
 Starts, each in its own process: the upstream (`upstream.py`), the service exactly as in
 production (one uvicorn worker, uvloop, httptools), and the baselines (`baselines.py`): a naive
-`requests` relay and a shared `httpx.AsyncClient` relay on httpx's default transport. wrk then
+`requests` relay, a shared `httpx.AsyncClient` relay on httpx's default transport, and a bare
+ASGI relay on aiohttp, the least code that can relay (the ceiling for any of them). wrk then
 measures each target at several concurrencies, for a small JSON body and for a 10 MiB body,
 and the results are printed as Markdown tables: requests/s, latency (p50, p99), errors, the
 peak RSS of the process measured, and the service's speed relative to each baseline.
@@ -283,6 +284,7 @@ def targets(names: set[str]) -> list[Target]:
         Target("direct", "upstream, direct (ceiling)", "upstream", "/"),
         Target("requests", "requests.get in async def", "requests", "/whole/"),
         Target("httpx", f"httpx 0.28 shared client ({style})", "httpx", f"/{style}/"),
+        Target("bare", "bare ASGI relay on aiohttp", "bare", "/chunks/"),
     ]
     return [target for target in found if target.server in names]
 
@@ -324,7 +326,12 @@ def report(results: list[Result], started: dict[str, float]) -> str:
     parts = ["## Results", "", markdown(headers, rows)]
 
     by_cell = {(r.target, r.body, r.concurrency): r for r in results}
-    baselines = {"direct": "upstream direct", "requests": "requests relay", "httpx": "httpx relay"}
+    baselines = {
+        "direct": "upstream direct",
+        "requests": "requests relay",
+        "httpx": "httpx relay",
+        "bare": "bare relay",
+    }
     service_results = [r for r in results if r.target.startswith("service")]
     ratio_rows = [
         [
@@ -377,11 +384,12 @@ def verdicts(by_cell: dict[tuple[str, str, int], Result]) -> list[str]:
         direct = by_cell.get(("direct", BIG, connections))
         if key == service and body == BIG and direct and direct.mib_per_s:
             share = r.mib_per_s / direct.mib_per_s
-            goal(
-                f"10 MiB at {connections}: >= 50% of direct upstream throughput",
-                share >= 0.5,
-                f"{share * 100:.0f} percent ({r.mib_per_s:,.0f} of {direct.mib_per_s:,.0f} MiB/s)",
-            )
+            rates = f"{r.mib_per_s:,.0f} of {direct.mib_per_s:,.0f} MiB/s"
+            detail = f"{share * 100:.0f} percent ({rates})"
+            if bare := by_cell.get(("bare", BIG, connections)):
+                detail += f"; the bare relay: {bare.mib_per_s / direct.mib_per_s * 100:.0f} percent"
+            text = f"10 MiB at {connections}: >= 50% of direct upstream throughput"
+            goal(text, share >= 0.5, detail)
     return lines
 
 
@@ -397,7 +405,7 @@ def describe_machine(args: argparse.Namespace) -> str:
     # The service's own requirements, as installed, and what the baselines add.
     requirements = requires(DISTRIBUTION) or []
     names = [re.split(r"[^A-Za-z0-9_.-]", req, maxsplit=1)[0] for req in requirements]
-    names += ["starlette", "httpx", "requests"]
+    names += ["starlette", "httpx", "requests", "aiohttp"]
     cpus = os.cpu_count() or 1
     return "\n".join(
         [
@@ -443,8 +451,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
     parser.add_argument(
         "--targets",
-        default="service,upstream,requests,httpx",
-        help="servers to measure (service,upstream,requests,httpx)",
+        default="service,upstream,requests,httpx,bare",
+        help="servers to measure (service,upstream,requests,httpx,bare)",
     )
     parser.add_argument(
         "--upstream-delay-ms",
@@ -492,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("service", SERVICE_APP, [], service_env(base, upstream_url, pool), "/healthz"),
             ("requests", "baselines:requests_relay", bench_dir, baseline_env, ready),
             ("httpx", "baselines:httpx_relay", bench_dir, baseline_env, ready),
+            ("bare", "baselines:bare_relay", bench_dir, baseline_env, f"/chunks/{SMALL_PATH}"),
         ]
         for name, app, extra, env, path in plans:
             if name in names:
