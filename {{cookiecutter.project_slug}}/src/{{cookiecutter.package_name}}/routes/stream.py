@@ -15,20 +15,27 @@ from {{ cookiecutter.package_name }}.relay import RELAY_METHODS, build_upstream_
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
+# A body of at most this many bytes is sent whole when it arrives whole (see relay_response).
+SMALL_BODY_BYTES = 64 * 1024
 
-async def raw_chunks(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+
+async def paced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The upstream's bytes as they arrive, yielding to the event loop after each chunk.
 
     When the upstream always has data ready and the caller has gone (the server then drops
     what is sent), nothing else would ever suspend, and the server's disconnect notice could
     not cancel the stream until the upstream finished.
     """
-    if first is not None:
-        yield first
-        await anyio.lowlevel.checkpoint()
-    async for chunk in rest:
+    async for chunk in chunks:
         yield chunk
         await anyio.lowlevel.checkpoint()
+
+
+async def prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`first`, a chunk already read, then the rest of the body."""
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 class UpstreamStreamingResponse(StreamingResponse):
@@ -39,10 +46,8 @@ class UpstreamStreamingResponse(StreamingResponse):
     upstream failed; a `background` task would be skipped on a disconnect by some servers.
     """
 
-    def __init__(
-        self, upstream: {{ cookiecutter.httpx_package }}.Response, first: bytes | None, rest: AsyncIterator[bytes]
-    ) -> None:
-        super().__init__(raw_chunks(first, rest), status_code=upstream.status_code)
+    def __init__(self, upstream: {{ cookiecutter.httpx_package }}.Response, chunks: AsyncIterator[bytes]) -> None:
+        super().__init__(paced(chunks), status_code=upstream.status_code)
         # Raw bytes, so the upstream's Content-Encoding and Content-Length stay true.
         self.raw_headers = relayed_response_headers(upstream.headers.raw)
         self.upstream = upstream
@@ -61,20 +66,20 @@ class UpstreamStreamingResponse(StreamingResponse):
 
 
 async def relay_response(upstream: {{ cookiecutter.httpx_package }}.Response) -> Response:
-    """The upstream's response for the caller: streamed, unless it has already arrived whole.
+    """The upstream's response for the caller: streamed, unless it is small and already here.
 
-    Streaming costs a task per response that watches for the caller leaving. A body whose
-    declared length came in the first chunk, as most small API answers do, is sent back at
-    once instead. Without a Content-Length nothing is awaited before the headers go out, so
-    event streams still open at once.
+    Streaming costs a task per response that watches for the caller leaving. A body that
+    declares at most 64 KiB and came whole in the first chunk, as most API answers do, is sent
+    back at once instead. Larger bodies, and bodies without a Content-Length such as event
+    streams, start streaming with nothing awaited.
     """
     chunks = upstream.aiter_raw()
     declared = upstream.headers.get("content-length", "")
-    if not declared.isdigit():
-        return UpstreamStreamingResponse(upstream, None, chunks)
+    if not declared.isdigit() or int(declared) > SMALL_BODY_BYTES:
+        return UpstreamStreamingResponse(upstream, chunks)
     first = await anext(chunks, None)
     if first is not None and len(first) < int(declared):
-        return UpstreamStreamingResponse(upstream, first, chunks)
+        return UpstreamStreamingResponse(upstream, prepend(first, chunks))
     await upstream.aclose()
     whole = Response(first or b"", status_code=upstream.status_code)
     whole.raw_headers = relayed_response_headers(upstream.headers.raw)
