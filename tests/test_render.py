@@ -60,6 +60,14 @@ MENTIONS = {
     ("http_transport", "aiohttp"): re.compile(r"aiohttp", re.I),
     ("httpx_package", "httpx2"): re.compile(r"httpx2"),
 }
+# Every project's benchmark runs the same baselines, one of them a bare relay on aiohttp: where
+# they are defined, installed and described, a project names aiohttp whatever its transport.
+BASELINE_PARTS = {
+    "benchmarks/baselines.py": re.compile(r".*", re.S),
+    "benchmarks/bench.py": re.compile(r".*", re.S),
+    "pyproject.toml": re.compile(r"^# benchmarks/bench\.py:.*?^\]$", re.S | re.M),
+    "README.md": re.compile(r"^## Benchmark it$.*?(?=^## )", re.S | re.M),
+}
 
 
 def chosen(answers: dict[str, str], prompt: str, value: str) -> bool:
@@ -84,7 +92,10 @@ def test_no_template_syntax_or_unchosen_variant_is_left(bake: Bake, answers: dic
         assert not re.search(r"\{\{|\}\}|\{%|%\}|cookiecutter\.", text), relative
         for (prompt, value), pattern in MENTIONS.items():
             if not chosen(answers, prompt, value):
-                assert not pattern.search(text), f"{relative} mentions {value}: {pattern.search(text)}"
+                checked = text
+                if value == "aiohttp" and relative in BASELINE_PARTS:
+                    checked = BASELINE_PARTS[relative].sub("", text)
+                assert not pattern.search(checked), f"{relative} mentions {value}: {pattern.search(checked)}"
 
 
 @pytest.mark.parametrize("answers", every_combination())
