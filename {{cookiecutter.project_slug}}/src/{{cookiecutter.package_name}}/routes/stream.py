@@ -75,10 +75,11 @@ async def relay_response(upstream: {{ cookiecutter.httpx_package }}.Response) ->
     """
     chunks = upstream.aiter_raw()
     declared = upstream.headers.get("content-length", "")
-    if not declared.isdigit() or int(declared) > SMALL_BODY_BYTES:
+    length = int(declared) if declared.isdigit() else None
+    if length is None or length > SMALL_BODY_BYTES:
         return UpstreamStreamingResponse(upstream, chunks)
     first = await anext(chunks, None)
-    if first is not None and len(first) < int(declared):
+    if first is not None and len(first) < length:
         return UpstreamStreamingResponse(upstream, prepend(first, chunks))
     await upstream.aclose()
     whole = Response(first or b"", status_code=upstream.status_code)
