@@ -30,6 +30,7 @@ COMMON = {
     "src/upstream_relay/relay.py",
     "src/upstream_relay/routes/__init__.py",
     "src/upstream_relay/routes/health.py",
+    "src/upstream_relay/server.py",
     "src/upstream_relay/settings.py",
     "src/upstream_relay/upstream.py",
     "src/upstream_relay/urls.py",
@@ -43,7 +44,9 @@ COMMON = {
     "tests/test_malformed.py",
     "tests/test_relay.py",
     "tests/test_urls.py",
+    "tests/test_wire.py",
     "tests/upstream_app.py",
+    "tests/wire.py",
 }
 BY_CHOICE = {
     ("response_mode", "stream"): {"src/upstream_relay/routes/stream.py", "tests/test_stream.py"},

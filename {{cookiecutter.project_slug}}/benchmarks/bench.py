@@ -39,6 +39,9 @@ from upstream import BIG_PATH, BIG_SIZE, SMALL_BODY, SMALL_PATH
 
 BENCHMARKS = Path(__file__).resolve().parent
 SERVICE_APP = "{{ cookiecutter.package_name }}.main:app"
+# As in the image: the service's own protocol (httptools, trailers kept out of the headers).
+SERVICE_OPTIONS = ["--http", "{{ cookiecutter.package_name }}.server:HttpProtocol"]
+HEALTH = "/healthz"
 DISTRIBUTION = "{{ cookiecutter.project_slug }}"
 CLIENT_PACKAGE = "{{ cookiecutter.httpx_package }}"
 TRANSPORT = "{{ cookiecutter.http_transport }}"
@@ -101,11 +104,12 @@ class Server:
                 "-m",
                 "uvicorn",
                 app,
-                *extra,
                 *("--host", HOST, "--port", str(self.port)),
                 *("--loop", "uvloop", "--http", "httptools"),
                 *("--no-access-log", "--log-level", "warning"),
                 *("--timeout-graceful-shutdown", "5"),
+                # Last, so that a server's own options win.
+                *extra,
             ],
             env=env,
             # Not the project root: a `.env` there must not change what is measured.
@@ -497,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers = {"upstream": upstream}
         ready = f"/whole/{SMALL_PATH}"
         plans = [
-            ("service", SERVICE_APP, [], service_env(base, upstream_url, pool), "/healthz"),
+            ("service", SERVICE_APP, SERVICE_OPTIONS, service_env(base, upstream_url, pool), HEALTH),
             ("requests", "baselines:requests_relay", bench_dir, baseline_env, ready),
             ("httpx", "baselines:httpx_relay", bench_dir, baseline_env, ready),
             ("bare", "baselines:bare_relay", bench_dir, baseline_env, f"/chunks/{SMALL_PATH}"),

@@ -21,9 +21,11 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.server import HttpProtocol
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from tests.upstream_app import Recorder, create_upstream
+from tests.wire import RawUpstream
 {%- set prefixes = {"both": '"/stream", "/buffered"', "stream": '"/stream"', "buffered": '"/buffered"'} %}
 
 # The relay endpoints this service has; tests that hold for every variant run once for each.
@@ -90,6 +92,12 @@ def wait_for_no_open_streams(recorder: Recorder, seconds: float) -> bool:
     return recorder.open_streams == 0
 
 
+def serve_relay(settings: Settings, **options: Any) -> AbstractContextManager[str]:
+    """Run the service's app as production does: its own protocol, no proxy trusted."""
+    options = {"http": HttpProtocol, "proxy_headers": False, **options}
+    return serve(create_app(settings), **options)
+
+
 def relay_settings(upstream: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"upstream_base_url": f"{upstream}/api/", "upstream_timeout": 5.0}
     values.update(overrides)
@@ -101,7 +109,7 @@ def start_relay(upstream: str) -> StartRelay:
     """Start a relay with some settings changed: `with start_relay(upstream_timeout=1) as url:`."""
 
     def start(**overrides: Any) -> AbstractContextManager[str]:
-        return serve(create_app(relay_settings(upstream, **overrides)), proxy_headers=False)
+        return serve_relay(relay_settings(upstream, **overrides))
 
     return start
 
@@ -109,8 +117,21 @@ def start_relay(upstream: str) -> StartRelay:
 @pytest.fixture(scope="session")
 def relay(upstream: str) -> Iterator[str]:
     """Base URL of a relay with default settings, shared by the tests that need nothing else."""
-    # Facing callers directly: their X-Forwarded-* headers are not trusted.
-    with serve(create_app(relay_settings(upstream)), proxy_headers=False) as url:
+    with serve_relay(relay_settings(upstream)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def raw_upstream() -> Iterator[RawUpstream]:
+    """An upstream that records requests as bytes and answers with the bytes a test scripts."""
+    with RawUpstream().running() as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="session")
+def wire_relay(raw_upstream: RawUpstream) -> Iterator[str]:
+    """Base URL of a relay with default settings in front of `raw_upstream` (base path /api/)."""
+    with serve_relay(relay_settings(raw_upstream.url)) as url:
         yield url
 
 
@@ -186,11 +207,14 @@ class Service:
 def run_service(upstream: str, **settings: str) -> Iterator[Service]:
     """Start `uvicorn <package>.main:app` in a subprocess configured through its environment."""
     port = free_port()
-    env = {**os.environ, "UPSTREAM_BASE_URL": f"{upstream}/api/", **settings}
+    # As the image does: no proxy trusted (uvicorn would trust 127.0.0.1).
+    env = {**os.environ, "UPSTREAM_BASE_URL": f"{upstream}/api/", "FORWARDED_ALLOW_IPS": ""}
+    env.update(settings)
     command = [
         sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:app",
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
         "--timeout-graceful-shutdown", "10",
+        "--http", "{{ cookiecutter.package_name }}.server:HttpProtocol",
     ]  # fmt: skip
     with tempfile.TemporaryDirectory() as directory:
         log_path = Path(directory) / "service.log"

@@ -5,9 +5,7 @@ from typing import Any
 import {{ cookiecutter.httpx_package }}
 import pytest
 
-from {{ cookiecutter.package_name }}.app import create_app
-
-from tests.conftest import StartRelay, relay_settings, serve
+from tests.conftest import StartRelay, relay_settings, serve_relay
 
 
 def seen_headers(response: {{ cookiecutter.httpx_package }}.Response) -> dict[str, list[str]]:
@@ -30,12 +28,11 @@ def test_hop_by_hop_request_headers_do_not_reach_the_upstream(
             "keep-alive": "timeout=5",
             "te": "trailers",
             "proxy-authorization": "Basic c2VjcmV0",
-            "upgrade": "h2c",
             "x-end-to-end": "kept",
         },
     )
     seen = seen_headers(response)
-    for name in ["x-private", "keep-alive", "te", "proxy-authorization", "upgrade"]:
+    for name in ["x-private", "keep-alive", "te", "proxy-authorization"]:
         assert name not in seen
     assert seen["x-end-to-end"] == ["kept"]
 
@@ -48,17 +45,22 @@ def test_host_is_the_upstreams(client: {{ cookiecutter.httpx_package }}.Client, 
 def test_forwarded_headers_describe_the_caller(
     client: {{ cookiecutter.httpx_package }}.Client, prefix: str, relay: str
 ) -> None:
-    seen = seen_headers(client.get(f"{prefix}/echo/h", headers={"x-forwarded-for": "203.0.113.9"}))
-    assert seen["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"]
+    # The caller is not a trusted proxy: what it claims is dropped, the hop it came from is sent.
+    claims = {"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"}
+    seen = seen_headers(client.get(f"{prefix}/echo/h", headers=claims))
+    assert seen["x-forwarded-for"] == ["127.0.0.1"]
     assert seen["x-forwarded-proto"] == ["http"]
     assert seen["x-forwarded-host"] == [relay.removeprefix("http://")]
 
 
-def test_forwarded_chain_from_a_trusted_proxy_is_not_doubled(upstream: str, prefix: str) -> None:
-    # uvicorn trusts 127.0.0.1 by default and takes the caller from the chain.
-    with serve(create_app(relay_settings(upstream)), proxy_headers=True) as url:
-        response = {{ cookiecutter.httpx_package }}.get(f"{url}{prefix}/echo/h", headers={"x-forwarded-for": "203.0.113.9"})
-    assert seen_headers(response)["x-forwarded-for"] == ["203.0.113.9"]
+def test_a_trusted_proxys_forwarded_headers_are_used(upstream: str, prefix: str) -> None:
+    # uvicorn takes the caller's address and scheme from a proxy named in forwarded_allow_ips.
+    settings = relay_settings(upstream)
+    with serve_relay(settings, proxy_headers=True, forwarded_allow_ips="127.0.0.1") as url:
+        claims = {"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"}
+        seen = seen_headers({{ cookiecutter.httpx_package }}.get(f"{url}{prefix}/echo/h", headers=claims))
+    assert seen["x-forwarded-for"] == ["203.0.113.9"]
+    assert seen["x-forwarded-proto"] == ["https"]
 
 
 def test_forwarded_headers_can_be_turned_off(start_relay: StartRelay, prefix: str) -> None:

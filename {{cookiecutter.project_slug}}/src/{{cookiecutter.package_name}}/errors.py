@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from {{ cookiecutter.package_name }}.relay import InvalidUpstreamResponse, UpgradeRefused
 from {{ cookiecutter.package_name }}.urls import InvalidTarget
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,11 @@ def _error(status_code: int, detail: str, headers: dict[str, str] | None = None)
 
 def classify(exc: Exception) -> tuple[int, str]:
     """The status code and message a caller gets for a failed upstream exchange."""
+    if isinstance(exc, {{ cookiecutter.httpx_package }}.LocalProtocolError):
+        # What the relay sends comes from the caller: it is the caller's request that cannot go.
+        return 400, "the request cannot be relayed as it was sent"
+    if isinstance(exc, InvalidUpstreamResponse):
+        return 502, str(exc)
     # PoolTimeout is a TimeoutException: it has to be tested first.
     if isinstance(exc, {{ cookiecutter.httpx_package }}.PoolTimeout):
         return 503, "no upstream connection is free; retry shortly"
@@ -58,6 +64,11 @@ async def invalid_target(request: Request, exc: Exception) -> JSONResponse:
     return _error(400, str(exc))
 
 
+async def upgrade_refused(request: Request, exc: Exception) -> JSONResponse:
+    # The server stopped reading this connection at the upgrade: it cannot carry another request.
+    return _error(400, str(exc), {"Connection": "close"})
+
+
 async def client_gone(request: Request, exc: Exception) -> Response:
     """The caller left while its body was still being read: nobody is there to answer."""
     logger.info("the caller went away before sending its whole request body")
@@ -69,4 +80,5 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers above on the app."""
     app.add_exception_handler({{ cookiecutter.httpx_package }}.RequestError, upstream_error)
     app.add_exception_handler(InvalidTarget, invalid_target)
+    app.add_exception_handler(UpgradeRefused, upgrade_refused)
     app.add_exception_handler(ClientDisconnect, client_gone)

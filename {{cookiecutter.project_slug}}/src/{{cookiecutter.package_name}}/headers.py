@@ -1,13 +1,15 @@
-"""Which headers cross the relay, in each direction.
+"""Which headers cross the relay, in each direction, and what the relay adds or rewrites.
 
-Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection, not the message, so they
-never cross; nor do the headers that a `Connection` header names. Repeated headers stay
-separate pairs: merging them would break `Set-Cookie`.
+End-to-end headers pass in order, with their bytes, and repeated lines stay separate pairs
+(merging them would break `Cookie` and `Set-Cookie`). Hop-by-hop headers (RFC 9110 section
+7.6.1) describe one connection, not the message, so they never cross; nor do the headers that a
+`Connection` header names. The relay's own additions are exactly `Host`, `X-Request-ID` and,
+when enabled, `X-Forwarded-For`, `-Proto` and `-Host`.
 """
 
 from collections.abc import Iterable
 
-from starlette.requests import Request
+from starlette.types import Scope
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -24,10 +26,25 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-# Set by the relay itself, or by the server that sends the response.
-_NOT_FROM_CALLER = frozenset({b"host", b"content-length", b"x-request-id"})
-_NOT_FROM_UPSTREAM = frozenset({b"date", b"server"})
-_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+# Set by the relay itself (from what it knows, never from what a caller claims), or answered by
+# the server in front (`Expect`: uvicorn sends the 100 Continue itself).
+_NOT_FROM_CALLER = frozenset(
+    {
+        b"content-length",
+        b"expect",
+        b"forwarded",
+        b"host",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-request-id",
+    }
+)
+# Set by the server that sends the response, or by the relay (its own request id).
+_NOT_FROM_UPSTREAM = frozenset({b"date", b"server", b"x-request-id"})
+# Statuses whose responses have no body: a Content-Length there describes another response.
+_BODILESS_STATUSES = frozenset({204, 304})
+_REWRITTEN_LOCATIONS = frozenset({b"location", b"content-location"})
 
 
 def _end_to_end(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> RawHeaders:
@@ -48,42 +65,69 @@ def _end_to_end(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) 
     ]
 
 
-def upstream_request_headers(request: Request, request_id: str, *, forwarded: bool) -> RawHeaders:
-    """Headers to send upstream: the caller's end-to-end headers plus the relay's own."""
-    drop = _NOT_FROM_CALLER | _FORWARDED if forwarded else _NOT_FROM_CALLER
-    headers = _end_to_end(request.headers.raw, drop)
-    if "accept-encoding" not in request.headers:
-        # Bodies are relayed as raw bytes: never let the client library ask for a compression
-        # that the caller did not.
-        headers.append((b"accept-encoding", b"identity"))
-    if "content-length" in request.headers:
-        # Kept so that a streamed body goes upstream with its length, not chunked.
-        headers.append((b"content-length", request.headers["content-length"].encode("latin-1")))
+def upstream_request_headers(
+    scope: Scope, request_id: str, *, forwarded: bool, underscores: bool
+) -> RawHeaders:
+    """Headers to send upstream: the caller's end-to-end headers plus the relay's own.
+
+    Names holding `_` are dropped unless `underscores` (as nginx does): WSGI and CGI upstreams
+    read `X_Request_ID` as `X-Request-ID`, so such a name could pose as the relay's own header.
+    """
+    headers = _end_to_end(scope["headers"], _NOT_FROM_CALLER)
+    if not underscores:
+        headers = [(name, value) for name, value in headers if b"_" not in name]
     headers.append((b"x-request-id", request_id.encode("latin-1")))
     if forwarded:
-        headers.extend(_forwarded_headers(request))
+        headers.extend(_forwarded_headers(scope))
     return headers
 
 
-def _forwarded_headers(request: Request) -> RawHeaders:
-    """X-Forwarded-For (the incoming chain plus the caller), -Proto and -Host.
+def _forwarded_headers(scope: Scope) -> RawHeaders:
+    """X-Forwarded-For, -Proto and -Host: the hop the relay itself saw.
 
-    Behind a trusted proxy, uvicorn's `--proxy-headers` has already made the caller the last
-    address of the chain: it is not added twice.
+    A caller's own X-Forwarded-* headers are never passed on. When a proxy in front is trusted
+    (uvicorn's `--forwarded-allow-ips`), uvicorn has already put the address and scheme it
+    vouches for into the scope, and those are what is sent.
     """
-    chain = [
-        hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",") if hop.strip()
-    ]
-    peer = request.client.host if request.client else "unknown"
-    if not chain or chain[-1] != peer:
-        chain.append(peer)
+    client = scope.get("client")
+    host = next((value for name, value in scope["headers"] if name == b"host"), b"")
     return [
-        (b"x-forwarded-for", ", ".join(chain).encode("latin-1")),
-        (b"x-forwarded-proto", request.scope.get("scheme", "http").encode("latin-1")),
-        (b"x-forwarded-host", request.headers.get("host", "").encode("latin-1")),
+        (b"x-forwarded-for", (client[0] if client else "unknown").encode("latin-1")),
+        (b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")),
+        (b"x-forwarded-host", host),
     ]
 
 
-def relayed_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
-    """Headers to return to the caller: the upstream's end-to-end headers, minus Date and Server."""
-    return _end_to_end(headers, _NOT_FROM_UPSTREAM)
+def relayed_response_headers(
+    headers: Iterable[tuple[bytes, bytes]], status: int, locations: tuple[bytes, bytes] | None
+) -> RawHeaders:
+    """Headers to return to the caller: the upstream's end-to-end headers, minus Date and Server.
+
+    `locations` is (upstream base URL, relay prefix): a `Location` or `Content-Location` under
+    the base URL is rewritten to point at the relay (as nginx's `proxy_redirect default`).
+    """
+    headers = list(headers)
+    framed = any(name.lower() == b"transfer-encoding" for name, _ in headers)
+    drop = _NOT_FROM_UPSTREAM
+    if framed or status in _BODILESS_STATUSES:
+        # With Transfer-Encoding, the Content-Length is wrong (RFC 9112 section 6.3); the
+        # server in front frames the body itself.
+        drop = drop | {b"content-length"}
+    relayed = _end_to_end(headers, drop)
+    if locations is not None:
+        relayed = [
+            (name, _relocated(value, *locations))
+            if name.lower() in _REWRITTEN_LOCATIONS
+            else (name, value)
+            for name, value in relayed
+        ]
+    return relayed
+
+
+def _relocated(value: bytes, base_url: bytes, prefix: bytes) -> bytes:
+    """`value` moved from under the upstream base URL (whole, or its path) to the relay prefix."""
+    base_path = b"/" + base_url.split(b"://", 1)[-1].partition(b"/")[2]
+    for base in (base_url, base_path):
+        if value.startswith(base):
+            return prefix + value[len(base) :]
+    return value

@@ -1,4 +1,5 @@
-"""What the relay endpoints share: the methods they carry and how a request is sent upstream.
+"""What the relay endpoints share: the methods they carry, the request sent upstream, and the
+checks every upstream answer passes before it goes back to the caller.
 
 The relay endpoints are plain routes (`router.add_route`) that read the shared client and the
 settings from `request.state`. They take the request as it comes, so FastAPI's parameter and
@@ -11,11 +12,34 @@ from collections.abc import AsyncIterable
 import {{ cookiecutter.httpx_package }}
 from fastapi import Request
 
-from {{ cookiecutter.package_name }}.headers import upstream_request_headers
+from {{ cookiecutter.package_name }}.headers import (
+    RawHeaders,
+    relayed_response_headers,
+    upstream_request_headers,
+)
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.urls import upstream_url
+from {{ cookiecutter.package_name }}.urls import InvalidTarget, upstream_url
 
 RELAY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class UpgradeRefused(ValueError):
+    """The caller asked to switch protocols: the relay carries HTTP requests, not tunnels."""
+
+
+class InvalidUpstreamResponse({{ cookiecutter.httpx_package }}.RemoteProtocolError):
+    """The upstream's answer cannot be relayed as it is (its status, or the size of its headers)."""
+
+
+def refuse_upgrade(request: Request) -> None:
+    """Refuse a request to switch protocols before anything else is done for it.
+
+    The server in front stops reading such a request after its headers, so its body would
+    never arrive; and the relay carries HTTP exchanges, not tunnels.
+    """
+    connection = request.headers.get("connection", "").lower()
+    if "upgrade" in request.headers and "upgrade" in connection:
+        raise UpgradeRefused("the relay does not switch protocols: send a plain HTTP request")
 
 
 def has_body(request: Request) -> bool:
@@ -28,13 +52,53 @@ def has_body(request: Request) -> bool:
 def build_upstream_request(
     client: {{ cookiecutter.httpx_package }}.AsyncClient,
     request: Request,
-    settings: Settings,
+    prefix: bytes,
     content: bytes | AsyncIterable[bytes] | None,
 ) -> {{ cookiecutter.httpx_package }}.Request:
-    """The caller's request, addressed to the upstream, with the relay's headers."""
-    path = request.path_params["path"]
-    url = upstream_url(client.base_url, path, request.scope["query_string"])
+    """The caller's request, addressed to the upstream, with the relay's headers.
+
+    Built as a bare request rather than with `client.build_request`, which would add the client
+    library's default headers (`User-Agent`, `Accept`, `Accept-Encoding`) the caller never sent.
+    """
+    settings: Settings = request.state.settings
+    raw_path: bytes = request.scope["raw_path"]
+    if not raw_path.startswith(prefix):
+        raise InvalidTarget("the relay prefix must be spelled out, not percent-encoded")
+    url = upstream_url(client.base_url, raw_path[len(prefix) :], request.scope["query_string"])
     headers = upstream_request_headers(
-        request, request.state.request_id, forwarded=settings.forwarded_headers
+        request.scope,
+        request.state.request_id,
+        forwarded=settings.forwarded_headers,
+        underscores=settings.underscores_in_headers,
     )
-    return client.build_request(request.method, url, headers=headers, content=content)
+    if isinstance(content, AsyncIterable) and "content-length" in request.headers:
+        # A streamed body keeps its declared length (the server in front holds the caller to
+        # it) rather than going upstream chunked.
+        headers.append((b"content-length", request.headers["content-length"].encode("latin-1")))
+    return {{ cookiecutter.httpx_package }}.Request(
+        request.method,
+        url,
+        headers=headers,
+        content=content,
+        extensions={"timeout": client.timeout.as_dict()},
+    )
+
+
+def response_headers(upstream: {{ cookiecutter.httpx_package }}.Response, settings: Settings, prefix: bytes) -> RawHeaders:
+    """Check the upstream's answer can be relayed; the headers the caller gets with it.
+
+    Raises `InvalidUpstreamResponse` (a 502 for the caller) for a status that cannot end an
+    exchange (1xx, 101, or outside 100-599) and for headers over `MAX_HEADER_BYTES`.
+    """
+    status = upstream.status_code
+    if not 200 <= status <= 599:
+        raise InvalidUpstreamResponse(f"the upstream answered with status {status}")
+    raw = upstream.headers.raw
+    size = sum(len(name) + len(value) + 4 for name, value in raw)
+    if size > settings.max_header_bytes:
+        raise InvalidUpstreamResponse(
+            f"the upstream's response headers are larger than the limit of "
+            f"{settings.max_header_bytes} bytes"
+        )
+    locations = (settings.upstream_base_url.encode(), prefix) if settings.rewrite_location else None
+    return relayed_response_headers(raw, status, locations)

@@ -45,10 +45,15 @@ class Settings(BaseSettings):
     # The largest body, in bytes, that a buffered exchange holds in memory (request or response).
     buffered_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
 {%- endif %}
-    # The largest total size of a request's headers; larger requests get 431.
+    # The largest total size of a request's headers (larger requests get 431), and of an
+    # upstream response's (larger responses become 502).
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     # Add X-Forwarded-For, -Proto and -Host to upstream requests.
     forwarded_headers: bool = True
+    # Pass request headers whose names hold "_" (dropped by default, as nginx does).
+    underscores_in_headers: bool = False
+    # Point Location and Content-Location under the upstream base URL at the relay instead.
+    rewrite_location: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
 

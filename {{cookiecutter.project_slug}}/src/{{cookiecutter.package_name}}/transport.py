@@ -1,89 +1,131 @@
-"""The aiohttp transport, made to wait for connections and report failures the way httpx does.
+"""The aiohttp transport: httpx's interface on one aiohttp session, made to relay faithfully.
 
 `httpx-aiohttp` is much faster under concurrency than the native transport, but on its own it
 has no pool timeout (a full pool surfaces as `ConnectTimeout`), reports a refused connection
-or a server hang-up as `ConnectTimeout` too, and lets some aiohttp errors escape unmapped. This
-subclass counts connections itself, so a full pool raises `PoolTimeout`, translates each
-failure from its aiohttp cause, so the relay answers 502, 503 and 504 correctly, and reads
-bodies as they arrive.
+or a server hang-up as `ConnectTimeout` too, lets some aiohttp errors escape unmapped, and lets
+aiohttp change the request: re-quoting its URL, joining repeated headers and adding headers of
+its own. This transport sends each request itself, byte for byte, counts connections itself
+(so a full pool raises `PoolTimeout`), translates each failure from its aiohttp cause (so the
+relay answers 502, 503 and 504 correctly), and reads bodies as they arrive.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 
 import aiohttp
 import anyio
 import {{ cookiecutter.httpx_package }}
+import yarl
 from {{ cookiecutter.httpx_package }} import AsyncByteStream, Request, Response
-from httpx_aiohttp{% if cookiecutter.httpx_package == "httpx2" %}.httpx2{% endif %}.transport import AiohttpResponseStream, AiohttpTransport
+from httpx_aiohttp{% if cookiecutter.httpx_package == "httpx2" %}.httpx2{% endif %}.transport import AiohttpTransport
+from multidict import CIMultiDict
+
+# Headers aiohttp would add of its own accord: the relay sends only what the caller sent.
+_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
+# From the most specific aiohttp error to the most general: the first match names the failure.
+_ERRORS: list[tuple[type[Exception], type[{{ cookiecutter.httpx_package }}.TransportError]]] = [
+    (aiohttp.ClientConnectorError, {{ cookiecutter.httpx_package }}.ConnectError),
+    (aiohttp.ConnectionTimeoutError, {{ cookiecutter.httpx_package }}.ConnectTimeout),
+    (aiohttp.ServerTimeoutError, {{ cookiecutter.httpx_package }}.ReadTimeout),
+    (aiohttp.ClientError, {{ cookiecutter.httpx_package }}.RemoteProtocolError),
+]
 
 
-def translate(exc: Exception) -> Exception:
-    """The httpx exception that says what really happened to an aiohttp request."""
-    cause = exc.__cause__ if isinstance(exc, {{ cookiecutter.httpx_package }}.TransportError) else exc
-    if isinstance(cause, aiohttp.ClientConnectorError):
-        return {{ cookiecutter.httpx_package }}.ConnectError(str(cause))
-    if isinstance(cause, aiohttp.ConnectionTimeoutError):
-        return {{ cookiecutter.httpx_package }}.ConnectTimeout(str(cause))
-    if isinstance(cause, aiohttp.ServerTimeoutError):
-        return {{ cookiecutter.httpx_package }}.ReadTimeout(str(cause))
-    if isinstance(cause, aiohttp.ClientError):
-        return {{ cookiecutter.httpx_package }}.RemoteProtocolError(str(cause) or type(cause).__name__)
-    return exc
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Raise each aiohttp failure as the httpx exception that says what happened."""
+    try:
+        yield
+    except Exception as exc:
+        for aiohttp_error, httpx_error in _ERRORS:
+            if isinstance(exc, aiohttp_error):
+                raise httpx_error(str(exc) or type(exc).__name__) from exc
+        raise
+
+
+def aiohttp_headers(request: Request) -> CIMultiDict[str]:
+    """The request's headers for aiohttp, each line kept apart and its bytes unchanged.
+
+    aiohttp writes header values as UTF-8, so a value is decoded as UTF-8 to come out as the
+    same bytes; a value that is not UTF-8 (a bare latin-1 byte) cannot, and is refused.
+    """
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.raw:
+        if name.lower() == b"transfer-encoding":
+            continue  # aiohttp frames a streamed body itself
+        try:
+            headers.add(name.decode("ascii"), value.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise {{ cookiecutter.httpx_package }}.LocalProtocolError(
+                f"the value of header {name.decode('ascii', 'replace')!r} is not UTF-8, which "
+                "the aiohttp transport cannot send unchanged"
+            ) from None
+    return headers
 
 
 class _AiohttpBody(AsyncByteStream):
-    """A response body read as aiohttp receives it, that gives its pool slot back when closed.
+    """A response body read as aiohttp receives it, that gives its pool slot back when closed."""
 
-    httpx-aiohttp reads bodies in 16 KiB slices, each copied out of what arrived; handing on
-    each piece as it arrived, uncopied, more than doubles the throughput of a large streamed body.
-    """
-
-    def __init__(self, stream: AiohttpResponseStream, release: Callable[[], None]) -> None:
-        self._stream = stream
-        # Not public API, hence the upper bound on httpx-aiohttp in pyproject.toml.
-        self._content = stream._aiohttp_response.content
+    def __init__(self, response: aiohttp.ClientResponse, release: Callable[[], None]) -> None:
+        self._response = response
         self._release: Callable[[], None] | None = release
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
+        content = self._response.content
+        with translated_errors():
             # A piece at a time, as received: `iter_any` joins what has piled up, a copy.
-            while not self._content.at_eof():
-                chunk, _ = await self._content.readchunk()
+            while not content.at_eof():
+                chunk, _ = await content.readchunk()
                 if chunk:  # empty at the end of each HTTP chunk (and of the body)
                     yield chunk
-        except Exception as exc:
-            translated = translate(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
 
     async def aclose(self) -> None:
         try:
-            await self._stream.aclose()
+            # Back to the pool only if the body was read to its end; else the connection closes.
+            self._response.release()
+            await self._response.wait_for_close()
         finally:
             if self._release is not None:
                 self._release()
                 self._release = None
 
 
+async def _body(stream: AsyncByteStream) -> AsyncIterator[bytes]:
+    async for chunk in stream:
+        yield chunk
+
+
 class PooledAiohttpTransport(AiohttpTransport):
-    """`AiohttpTransport` with a real pool timeout, honest errors and no cookie jar."""
+    """An httpx transport on one aiohttp session, with a real pool timeout and no cookie jar."""
 
-    def __init__(self, limits: {{ cookiecutter.httpx_package }}.Limits) -> None:
-        super().__init__(limits=limits, client=self._new_session)
+    def __init__(self, limits: {{ cookiecutter.httpx_package }}.Limits, max_header_bytes: int) -> None:
+        super().__init__(limits=limits)
         self._max_connections = limits.max_connections or 100
+        self._max_header_bytes = max_header_bytes
         self._slots = asyncio.Semaphore(self._max_connections)
+        self._session: aiohttp.ClientSession | None = None
 
-    def _new_session(self) -> aiohttp.ClientSession:
-        # Called on the first request, inside the running event loop, as aiohttp requires.
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections,
-            keepalive_timeout=self.limits.keepalive_expiry,
-            ssl=self.ssl_context,
-        )
-        # A shared session must never keep one caller's cookies and send them for another.
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    def _get_session(self) -> aiohttp.ClientSession:
+        # Made on the first request, inside the running event loop, as aiohttp requires.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                keepalive_timeout=self.limits.keepalive_expiry,
+                ssl=self.ssl_context,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                # A shared session must never keep one caller's cookies and send them for another.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=_AUTO_HEADERS,
+                auto_decompress=False,
+                # Response headers as large as the relay accepts: it checks their total itself.
+                max_line_size=self._max_header_bytes,
+                max_field_size=self._max_header_bytes,
+                max_headers=self._max_header_bytes // 8,
+            )
+        return self._session
 
     async def _acquire_slot(self, request: Request) -> None:
         """Take a connection slot, waiting at most the pool timeout when none is free."""
@@ -98,19 +140,44 @@ class PooledAiohttpTransport(AiohttpTransport):
         except TimeoutError:
             raise {{ cookiecutter.httpx_package }}.PoolTimeout("no upstream connection became free in time") from None
 
+    async def _send(self, request: Request) -> aiohttp.ClientResponse:
+        headers = aiohttp_headers(request)
+        timeout = request.extensions.get("timeout", {})
+        try:
+            data: bytes | AsyncIterator[bytes] | None = request.content or None
+        except {{ cookiecutter.httpx_package }}.RequestNotRead:
+            data = _body(request.stream)  # type: ignore[arg-type]
+        with translated_errors():
+            return await self._get_session().request(
+                request.method,
+                # Encoded: aiohttp would otherwise re-quote the path and query.
+                yarl.URL(str(request.url), encoded=True),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeout.get("connect"), sock_read=timeout.get("read")
+                ),
+            )
+
     async def handle_async_request(self, request: Request) -> Response:
         await self._acquire_slot(request)
         try:
-            response = await super().handle_async_request(request)
-        except Exception as exc:
-            self._slots.release()
-            translated = translate(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
+            response = await self._send(request)
         except BaseException:
             self._slots.release()
             raise
-        assert isinstance(response.stream, AiohttpResponseStream)
-        response.stream = _AiohttpBody(response.stream, self._slots.release)
-        return response
+        return Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_AiohttpBody(response, self._slots.release),
+            request=request,
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
+            },
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -45,7 +45,7 @@ def build_client(settings: Settings) -> {{ cookiecutter.httpx_package }}.AsyncCl
         timeout=timeout,
 {%- if cookiecutter.http_transport == "aiohttp" %}
         # A custom transport ignores `limits=` on the client: it takes them itself.
-        transport=PooledAiohttpTransport(limits=limits),
+        transport=PooledAiohttpTransport(limits, settings.max_header_bytes),
 {%- else %}
         limits=limits,
 {%- endif %}

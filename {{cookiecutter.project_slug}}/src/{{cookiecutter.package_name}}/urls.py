@@ -1,38 +1,49 @@
-"""Turn the caller's path and query into an upstream URL that cannot leave the base URL."""
+"""Turn the caller's raw path and query into an upstream URL that cannot leave the base URL.
+
+Both go upstream byte for byte, as the caller sent them: `%2F` stays `%2F`, and a signed query
+keeps its signature. The checks run on the decoded form, so that no spelling of `..` climbs
+above the base path, whatever the upstream decodes.
+"""
 
 import re
-from urllib.parse import quote
+from urllib.parse import unquote_to_bytes
 
 import {{ cookiecutter.httpx_package }}
 
-# Characters a path may carry unencoded: RFC 3986 pchar without "%", and the separator "/".
-_PATH_SAFE = "-._~!$&'()*+,;=:@/"
-_DOT_SEGMENT = re.compile(r"(?:^|/)\.\.?(?:/|$)")
-_UNSAFE_PATH_CHAR = re.compile(r"[\x00-\x1f\x7f\\]")
-# A raw query must already be percent-encoded: visible ASCII only, and no fragment.
-_UNSAFE_QUERY_BYTE = re.compile(rb"[^\x21-\x7e]|#")
+# A raw path or query must already be percent-encoded: visible ASCII only, no fragment, and
+# none of the characters RFC 3986 leaves out of URLs, which the client would encode on its way.
+_UNENCODED_BYTE = re.compile(rb'[^\x21-\x7e]|[#"<>`{}]')
+# What a path must not hold once decoded: control characters and backslashes.
+_UNSAFE_DECODED_BYTE = re.compile(rb"[\x00-\x1f\x7f\\]")
 
 
 class InvalidTarget(ValueError):
     """The caller's path or query could reach outside the upstream base URL."""
 
 
-def upstream_url(base_url: {{ cookiecutter.httpx_package }}.URL, path: str, query: bytes) -> {{ cookiecutter.httpx_package }}.URL:
-    """Append a decoded relay path and a raw query string to the base URL, or refuse them.
+def _has_dot_segment(path: bytes) -> bool:
+    """Whether a segment is `.` or `..`, counting `;` parameters as part of it (`..;x` is `..`)."""
+    return any(segment.split(b";", 1)[0] in {b".", b".."} for segment in path.split(b"/"))
 
-    The path is never parsed as a URL: it is checked, then percent-encoded again, so
-    `http://evil/`, `//evil`, `..`, `%2e%2e` and backslashes cannot change the host or climb
-    above the base path.
+
+def upstream_url(base_url: {{ cookiecutter.httpx_package }}.URL, raw_path: bytes, query: bytes) -> {{ cookiecutter.httpx_package }}.URL:
+    """Append the caller's raw relay path and raw query string to the base URL, or refuse them.
+
+    The path is never parsed as a URL, so `http://evil/` and `@evil` stay plain segments. It is
+    refused if it starts with `/` (`//evil`), or if, decoded once or twice, it holds a dot
+    segment, a backslash or a control character (`..`, `%2e%2e`, `%252e%252e`, `a%2F..`).
     """
-    if _DOT_SEGMENT.search(path):
-        raise InvalidTarget("the path must not contain '.' or '..' segments")
-    if _UNSAFE_PATH_CHAR.search(path):
-        raise InvalidTarget("the path must not contain backslashes or control characters")
-    if path.startswith("/"):
+    if _UNENCODED_BYTE.search(raw_path) or _UNENCODED_BYTE.search(query):
+        raise InvalidTarget("the path and query must be percent-encoded, without a fragment")
+    if raw_path.startswith(b"/"):
         raise InvalidTarget("the path must not start with '/'")
-    if _UNSAFE_QUERY_BYTE.search(query):
-        raise InvalidTarget("the query string holds characters that must be percent-encoded")
-    raw_path = base_url.raw_path + quote(path, safe=_PATH_SAFE).encode("ascii")
+    once = unquote_to_bytes(raw_path)
+    twice = unquote_to_bytes(once)
+    if any(_has_dot_segment(decoded) for decoded in (raw_path, once, twice)):
+        raise InvalidTarget("the path must not contain '.' or '..' segments")
+    if _UNSAFE_DECODED_BYTE.search(twice):
+        raise InvalidTarget("the path must not contain backslashes or control characters")
+    target = base_url.raw_path + raw_path
     if query:
-        raw_path += b"?" + query
-    return base_url.copy_with(raw_path=raw_path)
+        target += b"?" + query
+    return base_url.copy_with(raw_path=target)

@@ -7,12 +7,18 @@ import anyio
 import {{ cookiecutter.httpx_package }}
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from {{ cookiecutter.package_name }}.headers import relayed_response_headers
-from {{ cookiecutter.package_name }}.relay import RELAY_METHODS, build_upstream_request, has_body
+from {{ cookiecutter.package_name }}.relay import (
+    RELAY_METHODS,
+    build_upstream_request,
+    has_body,
+    refuse_upgrade,
+    response_headers,
+)
 from {{ cookiecutter.package_name }}.settings import Settings
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
+PREFIX = b"/buffered/"
 
 # Statuses whose responses carry no body, and so no Content-Length of ours.
 _NO_BODY_STATUSES = {204, 304}
@@ -36,19 +42,24 @@ async def read_within(
 
 async def buffered(request: Request) -> Response:
     """Relay the request upstream, read the whole response, and return it as it came."""
+    refuse_upgrade(request)
     upstream: {{ cookiecutter.httpx_package }}.AsyncClient = request.state.upstream
     settings: Settings = request.state.settings
     limit = settings.buffered_max_bytes
-    declared = request.headers.get("content-length")
-    body = await read_within(request.stream(), declared, limit) if has_body(request) else b""
-    if body is None:
-        raise HTTPException(413, f"the request body is larger than the limit of {limit} bytes")
-    upstream_request = build_upstream_request(upstream, request, settings, body or None)
+    body: bytes | None = None
+    if has_body(request):
+        declared = request.headers.get("content-length")
+        body = await read_within(request.stream(), declared, limit)
+        if body is None:
+            raise HTTPException(413, f"the request body is larger than the limit of {limit} bytes")
+    # The body as received: the upstream gets its true length, whatever the caller declared.
+    upstream_request = build_upstream_request(upstream, request, PREFIX, body)
     # httpx's timeouts bound each step; this bounds the whole exchange.
     try:
         with anyio.fail_after(settings.upstream_timeout):
             response = await upstream.send(upstream_request, stream=True)
             try:
+                headers = response_headers(response, settings, PREFIX)
                 declared = response.headers.get("content-length")
                 content = await read_within(response.aiter_raw(), declared, limit)
             finally:
@@ -60,7 +71,6 @@ async def buffered(request: Request) -> Response:
         logger.warning("upstream response refused: larger than %s bytes", limit)
         raise HTTPException(502, f"the upstream response is larger than the limit of {limit} bytes")
 
-    headers = relayed_response_headers(response.headers.raw)
     if request.method != "HEAD" and response.status_code not in _NO_BODY_STATUSES:
         # The body may have come chunked: say its length, as read.
         headers = [(name, value) for name, value in headers if name.lower() != b"content-length"]

@@ -9,11 +9,20 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from {{ cookiecutter.package_name }}.headers import relayed_response_headers
-from {{ cookiecutter.package_name }}.relay import RELAY_METHODS, build_upstream_request, has_body
+from {{ cookiecutter.package_name }}.headers import RawHeaders
+from {{ cookiecutter.package_name }}.relay import (
+    RELAY_METHODS,
+    InvalidUpstreamResponse,
+    build_upstream_request,
+    has_body,
+    refuse_upgrade,
+    response_headers,
+)
+from {{ cookiecutter.package_name }}.settings import Settings
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
+PREFIX = b"/stream/"
 
 # A body of at most this many bytes is sent whole when it arrives whole (see relay_response).
 SMALL_BODY_BYTES = 64 * 1024
@@ -46,10 +55,15 @@ class UpstreamStreamingResponse(StreamingResponse):
     upstream failed; a `background` task would be skipped on a disconnect by some servers.
     """
 
-    def __init__(self, upstream: {{ cookiecutter.httpx_package }}.Response, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(
+        self,
+        upstream: {{ cookiecutter.httpx_package }}.Response,
+        headers: RawHeaders,
+        chunks: AsyncIterator[bytes],
+    ) -> None:
         super().__init__(paced(chunks), status_code=upstream.status_code)
         # Raw bytes, so the upstream's Content-Encoding and Content-Length stay true.
-        self.raw_headers = relayed_response_headers(upstream.headers.raw)
+        self.raw_headers = headers
         self.upstream = upstream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,7 +79,7 @@ class UpstreamStreamingResponse(StreamingResponse):
             await self.upstream.aclose()
 
 
-async def relay_response(upstream: {{ cookiecutter.httpx_package }}.Response) -> Response:
+async def relay_response(upstream: {{ cookiecutter.httpx_package }}.Response, headers: RawHeaders) -> Response:
     """The upstream's response for the caller: streamed, unless it is small and already here.
 
     Streaming costs a task per response that watches for the caller leaving. A body that
@@ -74,27 +88,34 @@ async def relay_response(upstream: {{ cookiecutter.httpx_package }}.Response) ->
     streams, start streaming with nothing awaited.
     """
     chunks = upstream.aiter_raw()
-    declared = upstream.headers.get("content-length", "")
+    declared = next((value for name, value in headers if name.lower() == b"content-length"), b"")
     length = int(declared) if declared.isdigit() else None
     if length is None or length > SMALL_BODY_BYTES:
-        return UpstreamStreamingResponse(upstream, chunks)
+        return UpstreamStreamingResponse(upstream, headers, chunks)
     first = await anext(chunks, None)
     if first is not None and len(first) < length:
-        return UpstreamStreamingResponse(upstream, prepend(first, chunks))
+        return UpstreamStreamingResponse(upstream, headers, prepend(first, chunks))
+    # Read to the end of the body, so the client sees the exchange finish by its framing and
+    # can give the connection back to the pool; closing it early would discard it.
+    rest = await anext(chunks, None)
     await upstream.aclose()
+    if rest is not None:
+        raise InvalidUpstreamResponse("the upstream sent more bytes than its Content-Length")
     whole = Response(first or b"", status_code=upstream.status_code)
-    whole.raw_headers = relayed_response_headers(upstream.headers.raw)
+    whole.raw_headers = headers
     return whole
 
 
 async def stream(request: Request) -> Response:
     """Relay the request upstream and stream the response back (the request body streams too)."""
+    refuse_upgrade(request)
     upstream: {{ cookiecutter.httpx_package }}.AsyncClient = request.state.upstream
+    settings: Settings = request.state.settings
     content = request.stream() if has_body(request) else None
-    upstream_request = build_upstream_request(upstream, request, request.state.settings, content)
+    upstream_request = build_upstream_request(upstream, request, PREFIX, content)
     response = await upstream.send(upstream_request, stream=True)
     try:
-        return await relay_response(response)
+        return await relay_response(response, response_headers(response, settings, PREFIX))
     except BaseException:
         await response.aclose()
         raise
