@@ -16,7 +16,13 @@ OWNED_FILES = {
     "tests/test_stream.py": ("response_mode", {"both", "stream"}),
     "src/{package_name}/routes/buffered.py": ("response_mode", {"both", "buffered"}),
     "tests/test_buffered.py": ("response_mode", {"both", "buffered"}),
-    "src/{package_name}/transport.py": ("http_transport", {"aiohttp"}),
+    "src/{package_name}/transport_aiohttp.py": ("http_transport", {"aiohttp"}),
+    "src/{package_name}/transport_native.py": ("http_transport", {"native"}),
+}
+# Variant files that take a common name once the unchosen ones are gone: path -> new path.
+RENAMED_FILES = {
+    "src/{package_name}/transport_aiohttp.py": "src/{package_name}/transport.py",
+    "src/{package_name}/transport_native.py": "src/{package_name}/transport.py",
 }
 
 
@@ -32,6 +38,14 @@ def unchosen_files(answers: dict[str, str]) -> list[str]:
 def remove(project: Path, paths: list[str]) -> None:
     for path in paths:
         (project / path).unlink()
+
+
+def rename_chosen(project: Path, answers: dict[str, str]) -> None:
+    """Give each remaining variant file its common name."""
+    for path, new_path in RENAMED_FILES.items():
+        source = project / path.format(package_name=answers["package_name"])
+        if source.exists():
+            source.rename(project / new_path.format(package_name=answers["package_name"]))
 
 
 def uv_command() -> list[str] | None:
@@ -88,6 +102,7 @@ def main() -> int:
     answers = json.loads(ANSWERS_JSON)
     project = Path.cwd()
     remove(project, unchosen_files(answers))
+    rename_chosen(project, answers)
     warning = lock(project)
     init_git(project)
     print(next_steps(answers, warning))

@@ -79,17 +79,24 @@ def test_bad_answer_is_named_with_its_value(field: str, value: str) -> None:
 @pytest.mark.parametrize(
     ("answers", "removed"),
     [
-        ({"response_mode": "both", "http_transport": "aiohttp"}, set()),
+        (
+            {"response_mode": "both", "http_transport": "aiohttp"},
+            {"src/upstream_relay/transport_native.py"},
+        ),
         (
             {"response_mode": "stream", "http_transport": "aiohttp"},
-            {"src/upstream_relay/routes/buffered.py", "tests/test_buffered.py"},
+            {
+                "src/upstream_relay/routes/buffered.py",
+                "tests/test_buffered.py",
+                "src/upstream_relay/transport_native.py",
+            },
         ),
         (
             {"response_mode": "buffered", "http_transport": "native"},
             {
                 "src/upstream_relay/routes/stream.py",
                 "tests/test_stream.py",
-                "src/upstream_relay/transport.py",
+                "src/upstream_relay/transport_aiohttp.py",
             },
         ),
     ],
@@ -101,8 +108,21 @@ def test_unchosen_files_follow_the_table(answers: dict[str, str], removed: set[s
 
 def test_every_owned_file_exists_in_the_template() -> None:
     project = TEMPLATE / "{{cookiecutter.project_slug}}"
-    for path in post_gen.OWNED_FILES:
+    for path in [*post_gen.OWNED_FILES, *post_gen.RENAMED_FILES]:
         assert (project / path.format(package_name="{{cookiecutter.package_name}}")).is_file(), path
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "native"])
+def test_the_chosen_transport_takes_the_common_name(tmp_path: Path, transport: str) -> None:
+    answers = {**GOOD, "http_transport": transport}
+    package = tmp_path / "src" / "upstream_relay"
+    package.mkdir(parents=True)
+    for name in ["transport_aiohttp.py", "transport_native.py"]:
+        (package / name).write_text(name)
+    post_gen.remove(tmp_path, post_gen.unchosen_files(answers))
+    post_gen.rename_chosen(tmp_path, answers)
+    assert [path.name for path in package.iterdir()] == ["transport.py"]
+    assert (package / "transport.py").read_text() == f"transport_{transport}.py"
 
 
 HOSTILE = [

@@ -23,6 +23,7 @@ COMMON = {
     "src/upstream_relay/__init__.py",
     "src/upstream_relay/app.py",
     "src/upstream_relay/errors.py",
+    "src/upstream_relay/framing.py",
     "src/upstream_relay/headers.py",
     "src/upstream_relay/limits.py",
     "src/upstream_relay/main.py",
@@ -32,6 +33,7 @@ COMMON = {
     "src/upstream_relay/routes/health.py",
     "src/upstream_relay/server.py",
     "src/upstream_relay/settings.py",
+    "src/upstream_relay/transport.py",
     "src/upstream_relay/upstream.py",
     "src/upstream_relay/urls.py",
     "tests/__init__.py",
@@ -51,7 +53,6 @@ COMMON = {
 BY_CHOICE = {
     ("response_mode", "stream"): {"src/upstream_relay/routes/stream.py", "tests/test_stream.py"},
     ("response_mode", "buffered"): {"src/upstream_relay/routes/buffered.py", "tests/test_buffered.py"},
-    ("http_transport", "aiohttp"): {"src/upstream_relay/transport.py"},
 }
 # Words that must not appear in a project that did not choose the variant they belong to.
 MENTIONS = {

@@ -135,6 +135,14 @@ def wire_relay(raw_upstream: RawUpstream) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def hostile_relay(raw_upstream: RawUpstream) -> Iterator[str]:
+    """A relay with one pooled connection to `raw_upstream`: each exchange reuses the last's."""
+    settings = relay_settings(raw_upstream.url, upstream_max_connections=1, upstream_timeout=2)
+    with serve_relay(settings) as url:
+        yield url
+
+
 @pytest.fixture
 def client(relay: str) -> Iterator[{{ cookiecutter.httpx_package }}.Client]:
     with {{ cookiecutter.httpx_package }}.Client(base_url=relay, timeout=10, verify=CLIENT_TLS) as client:

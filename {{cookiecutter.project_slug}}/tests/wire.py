@@ -7,9 +7,11 @@ and reads the response as bytes. No HTTP library stands between the test and the
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
@@ -86,10 +88,17 @@ class _Reader:
 
     def message(self, *, response_to: bytes = b"") -> Message:
         """One message; `response_to` is the request method when reading a response."""
+        return self.body(self.head(), response_to=response_to)
+
+    def head(self) -> Message:
+        """A message's start line and headers; `body` reads the rest."""
         self.taken = b""
         start = self.line()
         headers = self.fields()
-        message = Message(start, headers, b"", b"")
+        return Message(start, headers, b"", self.taken)
+
+    def body(self, message: Message, *, response_to: bytes = b"") -> Message:
+        self.taken = message.raw
         te = b",".join(message.values(b"transfer-encoding")).lower()
         length = message.values(b"content-length")
         no_body = response_to == b"HEAD" or (
@@ -112,10 +121,19 @@ class _Reader:
 
 @dataclass
 class Script:
-    """How the raw upstream answers one request: these bytes, then maybe hang up."""
+    """How the raw upstream answers one request.
+
+    It sends `response` (before reading the request body if `early`), then, `delay` seconds
+    later, `later`; then it hangs up if `close`, or reads the next request.
+    """
 
     response: bytes = OK
     close: bool = False
+    early: bool = False
+    later: bytes = b""
+    delay: float = 0.0
+    # Set once `later` has been sent.
+    sent_later: threading.Event = field(default_factory=threading.Event)
 
 
 class RawUpstream:
@@ -133,10 +151,17 @@ class RawUpstream:
         self.connections = 0
         self.lock = threading.Lock()
 
-    def script(self, key: str, response: bytes, *, close: bool = False) -> str:
-        """Answer requests whose path holds `/script/<key>` with `response`; the path part."""
-        self.scripts[key] = Script(response, close)
+    def script(self, key: str, response: bytes, **how: Any) -> str:
+        """Answer requests whose path holds `/script/<key>` as `Script(response, **how)` says.
+
+        Returns the path part to request.
+        """
+        self.scripts[key] = Script(response, **how)
         return f"script/{key}"
+
+    def wait_for_later(self, path: str, seconds: float = 10) -> None:
+        """Wait until the script at `path` has sent its `later` bytes."""
+        assert self.scripts[path.removeprefix("script/")].sent_later.wait(seconds)
 
     def received(self, key: str) -> list[Message]:
         with self.lock:
@@ -154,15 +179,20 @@ class RawUpstream:
         with conn:
             while True:
                 try:
-                    request = reader.message()
-                except (EOFError, ConnectionError, ValueError):
-                    return
-                with self.lock:
-                    self.requests.append(request)
-                script = self._script_for(request)
-                try:
-                    conn.sendall(script.response)
-                except OSError:
+                    request = reader.head()
+                    script = self._script_for(request)
+                    if script.early:
+                        conn.sendall(script.response)
+                    request = reader.body(request)
+                    with self.lock:
+                        self.requests.append(request)
+                    if not script.early:
+                        conn.sendall(script.response)
+                    if script.later:
+                        time.sleep(script.delay)
+                        conn.sendall(script.later)
+                        script.sent_later.set()
+                except (EOFError, OSError, ValueError):
                     return
                 if script.close:
                     return

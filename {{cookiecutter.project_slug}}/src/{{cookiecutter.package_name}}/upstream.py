@@ -14,9 +14,7 @@ import {{ cookiecutter.httpx_package }}
 from fastapi import Depends, FastAPI, Request
 
 from {{ cookiecutter.package_name }}.settings import Settings
-{%- if cookiecutter.http_transport == "aiohttp" %}
-from {{ cookiecutter.package_name }}.transport import PooledAiohttpTransport
-{%- endif %}
+from {{ cookiecutter.package_name }}.transport import UpstreamTransport
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +41,11 @@ def build_client(settings: Settings) -> {{ cookiecutter.httpx_package }}.AsyncCl
     return {{ cookiecutter.httpx_package }}.AsyncClient(
         base_url=settings.upstream_base_url,
         timeout=timeout,
-{%- if cookiecutter.http_transport == "aiohttp" %}
         # A custom transport ignores `limits=` on the client: it takes them itself.
-        transport=PooledAiohttpTransport(limits, settings.max_header_bytes),
+{%- if cookiecutter.http_transport == "aiohttp" %}
+        transport=UpstreamTransport(limits, settings.max_header_bytes),
 {%- else %}
-        limits=limits,
+        transport=UpstreamTransport(limits),
 {%- endif %}
         # The relay forwards redirects to the caller rather than following them itself.
         follow_redirects=False,

@@ -4,31 +4,42 @@
 has no pool timeout (a full pool surfaces as `ConnectTimeout`), reports a refused connection
 or a server hang-up as `ConnectTimeout` too, lets some aiohttp errors escape unmapped, and lets
 aiohttp change the request: re-quoting its URL, joining repeated headers and adding headers of
-its own. This transport sends each request itself, byte for byte, counts connections itself
-(so a full pool raises `PoolTimeout`), translates each failure from its aiohttp cause (so the
-relay answers 502, 503 and 504 correctly), and reads bodies as they arrive.
+its own, and lets a connection whose exchange ended unclearly carry the next one. This
+transport sends each request itself, byte for byte, counts connections itself (so a full pool
+raises `PoolTimeout`), translates each failure from its aiohttp cause (so the relay answers
+502, 503 and 504 correctly), reads bodies as they arrive, and reuses a connection only after a
+clean exchange (see `framing.py`).
 """
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import aiohttp
 import anyio
-import {{ cookiecutter.httpx_package }}
+{% if cookiecutter.httpx_package == "httpx2" -%}
+import httpx2 as httpx
+{%- else -%}
+import httpx
+{%- endif %}
 import yarl
-from {{ cookiecutter.httpx_package }} import AsyncByteStream, Request, Response
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.http_exceptions import HttpProcessingError
 from httpx_aiohttp{% if cookiecutter.httpx_package == "httpx2" %}.httpx2{% endif %}.transport import AiohttpTransport
 from multidict import CIMultiDict
+
+from {{ cookiecutter.package_name }}.framing import MalformedResponse, ResponseFraming
 
 # Headers aiohttp would add of its own accord: the relay sends only what the caller sent.
 _AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
 # From the most specific aiohttp error to the most general: the first match names the failure.
-_ERRORS: list[tuple[type[Exception], type[{{ cookiecutter.httpx_package }}.TransportError]]] = [
-    (aiohttp.ClientConnectorError, {{ cookiecutter.httpx_package }}.ConnectError),
-    (aiohttp.ConnectionTimeoutError, {{ cookiecutter.httpx_package }}.ConnectTimeout),
-    (aiohttp.ServerTimeoutError, {{ cookiecutter.httpx_package }}.ReadTimeout),
-    (aiohttp.ClientError, {{ cookiecutter.httpx_package }}.RemoteProtocolError),
+_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientError, httpx.RemoteProtocolError),
 ]
 
 
@@ -44,7 +55,7 @@ def translated_errors() -> Iterator[None]:
         raise
 
 
-def aiohttp_headers(request: Request) -> CIMultiDict[str]:
+def aiohttp_headers(request: httpx.Request) -> CIMultiDict[str]:
     """The request's headers for aiohttp, each line kept apart and its bytes unchanged.
 
     aiohttp writes header values as UTF-8, so a value is decoded as UTF-8 to come out as the
@@ -57,14 +68,55 @@ def aiohttp_headers(request: Request) -> CIMultiDict[str]:
         try:
             headers.add(name.decode("ascii"), value.decode("utf-8"))
         except UnicodeDecodeError:
-            raise {{ cookiecutter.httpx_package }}.LocalProtocolError(
+            raise httpx.LocalProtocolError(
                 f"the value of header {name.decode('ascii', 'replace')!r} is not UTF-8, which "
                 "the aiohttp transport cannot send unchanged"
             ) from None
     return headers
 
 
-class _AiohttpBody(AsyncByteStream):
+class _GuardedProtocol(ResponseHandler):
+    """aiohttp's connection protocol, its bytes followed by `ResponseFraming`.
+
+    aiohttp hands a connection back to its pool as soon as a body ends, before it parses what
+    follows in the same piece; this protocol closes a connection whose exchange did not end
+    cleanly, so the pool drops it, and fails a response whose head has a bare LF.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._framing = ResponseFraming()
+
+    def set_response_params(self, **params: Any) -> None:
+        super().set_response_params(**params)
+        # Called as each request is sent: its response comes next.
+        self._framing.expect(head=params.get("skip_payload", False))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._framing.feed(data)
+        except MalformedResponse as exc:
+            self.set_exception(HttpProcessingError(message=str(exc)))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        super().data_received(data)
+        if self._framing.done and not self._framing.reusable:
+            self.force_close()
+            if self.transport is not None:
+                self.transport.close()
+
+
+class _GuardedConnector(aiohttp.TCPConnector):
+    """A TCP connector whose connections use `_GuardedProtocol`."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # Not public API, hence the upper bound on aiohttp in pyproject.toml.
+        self._factory = functools.partial(_GuardedProtocol, loop=self._loop)
+
+
+class _AiohttpBody(httpx.AsyncByteStream):
     """A response body read as aiohttp receives it, that gives its pool slot back when closed."""
 
     def __init__(self, response: aiohttp.ClientResponse, release: Callable[[], None]) -> None:
@@ -91,15 +143,15 @@ class _AiohttpBody(AsyncByteStream):
                 self._release = None
 
 
-async def _body(stream: AsyncByteStream) -> AsyncIterator[bytes]:
+async def _body(stream: httpx.AsyncByteStream) -> AsyncIterator[bytes]:
     async for chunk in stream:
         yield chunk
 
 
-class PooledAiohttpTransport(AiohttpTransport):
+class UpstreamTransport(AiohttpTransport):
     """An httpx transport on one aiohttp session, with a real pool timeout and no cookie jar."""
 
-    def __init__(self, limits: {{ cookiecutter.httpx_package }}.Limits, max_header_bytes: int) -> None:
+    def __init__(self, limits: httpx.Limits, max_header_bytes: int) -> None:
         super().__init__(limits=limits)
         self._max_connections = limits.max_connections or 100
         self._max_header_bytes = max_header_bytes
@@ -109,7 +161,7 @@ class PooledAiohttpTransport(AiohttpTransport):
     def _get_session(self) -> aiohttp.ClientSession:
         # Made on the first request, inside the running event loop, as aiohttp requires.
         if self._session is None:
-            connector = aiohttp.TCPConnector(
+            connector = _GuardedConnector(
                 limit=self._max_connections,
                 keepalive_timeout=self.limits.keepalive_expiry,
                 ssl=self.ssl_context,
@@ -127,7 +179,7 @@ class PooledAiohttpTransport(AiohttpTransport):
             )
         return self._session
 
-    async def _acquire_slot(self, request: Request) -> None:
+    async def _acquire_slot(self, request: httpx.Request) -> None:
         """Take a connection slot, waiting at most the pool timeout when none is free."""
         if not self._slots.locked():
             # Free slot: taken at once, without the cost of a timeout scope.
@@ -138,14 +190,14 @@ class PooledAiohttpTransport(AiohttpTransport):
             with anyio.fail_after(pool_timeout):
                 await self._slots.acquire()
         except TimeoutError:
-            raise {{ cookiecutter.httpx_package }}.PoolTimeout("no upstream connection became free in time") from None
+            raise httpx.PoolTimeout("no upstream connection became free in time") from None
 
-    async def _send(self, request: Request) -> aiohttp.ClientResponse:
+    async def _send(self, request: httpx.Request) -> aiohttp.ClientResponse:
         headers = aiohttp_headers(request)
         timeout = request.extensions.get("timeout", {})
         try:
             data: bytes | AsyncIterator[bytes] | None = request.content or None
-        except {{ cookiecutter.httpx_package }}.RequestNotRead:
+        except httpx.RequestNotRead:
             data = _body(request.stream)  # type: ignore[arg-type]
         with translated_errors():
             return await self._get_session().request(
@@ -160,14 +212,14 @@ class PooledAiohttpTransport(AiohttpTransport):
                 ),
             )
 
-    async def handle_async_request(self, request: Request) -> Response:
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self._acquire_slot(request)
         try:
             response = await self._send(request)
         except BaseException:
             self._slots.release()
             raise
-        return Response(
+        return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
             stream=_AiohttpBody(response, self._slots.release),

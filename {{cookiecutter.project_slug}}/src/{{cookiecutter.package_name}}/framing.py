@@ -1,0 +1,130 @@
+"""Where an upstream response ends, told from the bytes as they arrive on its connection.
+
+A pooled connection may carry the next exchange only if the last one ended cleanly by its
+framing: nothing after the end of the response, no doubt about where that end was. The client
+libraries parse responses leniently and keep what follows the end for the next response on the
+same connection, so a broken or hostile upstream could hand one caller's leftovers to another.
+Both transports feed what they receive through `ResponseFraming`, and close a connection
+instead of reusing it when it says `reusable` is false. It also refuses a response head that a
+lenient parser would read differently from a strict one: a bare LF as a line end.
+"""
+
+import re
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_HEAD_END = b"\r\n\r\n"
+_CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
+# A head, or a chunk-size line, longer than this is refused: the parsers would refuse it too.
+_MAX_LINE_BYTES = 1024 * 1024
+
+
+class MalformedResponse(Exception):
+    """The upstream's response is not HTTP/1.1 that every parser reads the same way."""
+
+
+class ResponseFraming:
+    """Follows one response at a time over the bytes of one connection.
+
+    Call `expect()` when a request has been sent, then `feed()` every byte received. Bytes that
+    come when no response is expected, or after the expected one ended, make the connection
+    unfit for reuse; so does a response whose end only the connection closing can mark, or
+    whose framing is ambiguous (both Content-Length and Transfer-Encoding).
+    """
+
+    def __init__(self) -> None:
+        self.reusable = True
+        self._state = "idle"
+        self._pending = b""
+        self._remaining = 0
+        self._bodiless = False
+
+    @property
+    def done(self) -> bool:
+        """Whether no response is in progress (none expected, or the expected one has ended)."""
+        return self._state in {"idle", "done"}
+
+    def expect(self, *, head: bool) -> None:
+        """A request was sent: its response comes next (`head`: it can have no body)."""
+        self._state = "head"
+        self._pending = b""
+        self._bodiless = head
+
+    def feed(self, data: bytes) -> None:
+        """Follow `data`; raise `MalformedResponse` for a head or chunk framing that is wrong."""
+        if self._pending:  # a line that began in the last piece
+            data, self._pending = self._pending + data, b""
+        offset = 0
+        while offset < len(data):
+            if self._state in {"idle", "done"}:
+                self.reusable = False  # bytes that belong to no exchange
+                return
+            if self._state == "until-close":
+                return
+            if self._state in {"body", "chunk-data"}:
+                taken = min(self._remaining, len(data) - offset)
+                self._remaining -= taken
+                offset += taken
+                if self._remaining == 0:
+                    self._state = "done" if self._state == "body" else "chunk-size"
+                continue
+            offset = self._take_line(data, offset)
+
+    def _take_line(self, data: bytes, offset: int) -> int:
+        """Take the head, a chunk-size line or a trailer line at `offset`; where the rest starts."""
+        head = self._state == "head"
+        end = data.find(_HEAD_END if head else b"\r\n", offset)
+        if head and _BARE_LF.search(data, offset, end if end >= 0 else len(data)):
+            raise MalformedResponse("a bare LF in the response head")
+        if end < 0:
+            self._pending = data[offset:]
+            if len(self._pending) > _MAX_LINE_BYTES:
+                raise MalformedResponse("a response head or chunk-size line that never ends")
+            return len(data)
+        line = data[offset:end]
+        if head:
+            self._start_body(line)
+            return end + len(_HEAD_END)
+        if self._state == "chunk-size":
+            size = line.split(b";", 1)[0].strip(b" \t")
+            if not _CHUNK_SIZE.fullmatch(size):
+                raise MalformedResponse("an invalid chunk size")
+            self._remaining = int(size, 16)
+            # The data and its CRLF; a zero-size chunk is followed by the trailer.
+            self._state = "chunk-data" if self._remaining else "trailer"
+            self._remaining += 2 if self._remaining else 0
+        elif not line:  # the empty line that ends the trailer
+            self._state = "done"
+        return end + 2
+
+    def _start_body(self, head: bytes) -> None:
+        status_line, *lines = head.split(b"\r\n")
+        parts = status_line.split(b" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise MalformedResponse("an invalid status line")
+        status = int(parts[1])
+        if 100 <= status < 200 and status != 101:
+            self._state = "head"  # an interim response: the final one follows
+            return
+        fields = [line.partition(b":") for line in lines]
+        lengths = {value.strip() for name, _, value in fields if name.lower() == b"content-length"}
+        chunked = any(
+            b"chunked" in value.lower()
+            for name, _, value in fields
+            if name.lower() == b"transfer-encoding"
+        )
+        if len(lengths) > 1 or any(not value.isdigit() for value in lengths):
+            raise MalformedResponse("an invalid or conflicting Content-Length")
+        if chunked and lengths:
+            self.reusable = False  # RFC 9112 section 6.3: close after such a response
+        if self._bodiless or status in {101, 204, 304}:
+            self._state = "done"
+            if status == 101:
+                self.reusable = False
+        elif chunked:
+            self._state = "chunk-size"
+        elif lengths:
+            self._remaining = int(lengths.pop())
+            self._state = "body" if self._remaining else "done"
+        else:
+            self._state = "until-close"
+            self.reusable = False

@@ -1,0 +1,166 @@
+"""The client's transport: httpcore's connection pool, reusing a connection only when it is clean.
+
+httpcore, under the client's default transport, parses responses leniently and keeps whatever
+follows the end of a response for the next response on that connection, so a broken or hostile
+upstream could hand one caller's leftovers to the next. This transport runs the same pool with
+every connection's bytes passing through `ResponseFraming`: a connection whose exchange did not
+end cleanly is reported as readable, which makes the pool discard it instead of reusing it, and
+a response head with a bare LF fails its exchange. It speaks HTTP/1.1, as the relay does.
+"""
+
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+{% if cookiecutter.httpx_package == "httpx2" -%}
+import httpcore2 as httpcore
+import httpx2 as httpx
+{%- else -%}
+import httpcore
+import httpx
+{%- endif %}
+
+from {{ cookiecutter.package_name }}.framing import MalformedResponse, ResponseFraming
+
+# From the most specific httpcore error to the most general: the first match names the failure.
+_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+]
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Raise each httpcore failure as the client's exception that says what happened."""
+    try:
+        yield
+    except Exception as exc:
+        for httpcore_error, httpx_error in _ERRORS:
+            if isinstance(exc, httpcore_error):
+                raise httpx_error(str(exc)) from exc
+        raise
+
+
+class _GuardedStream(httpcore.AsyncNetworkStream):
+    """A connection's socket, its bytes followed by `ResponseFraming`."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._framing = ResponseFraming()
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data = await self._stream.read(max_bytes, timeout)
+        try:
+            self._framing.feed(data)
+        except MalformedResponse as exc:
+            raise httpcore.RemoteProtocolError(str(exc)) from None
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if self._framing.done:
+            # The start of a request: h11 writes a request's head in one piece.
+            self._framing.expect(head=buffer.startswith(b"HEAD "))
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        return _GuardedStream(stream)
+
+    def get_extra_info(self, info: str) -> Any:
+        # The pool asks whether an idle connection is readable before it reuses it: one whose
+        # last exchange did not end cleanly answers yes, and is closed instead.
+        if info == "is_readable" and not self._framing.reusable:
+            return True
+        return self._stream.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Opens connections as anyio does, each one guarded."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _GuardedStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body from the pool, its failures translated."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with translated_errors():
+            async for chunk in self._stream:
+                yield chunk
+
+    async def aclose(self) -> None:
+        with translated_errors():
+            await self._stream.aclose()
+
+
+class UpstreamTransport(httpx.AsyncBaseTransport):
+    """An HTTP/1.1 connection pool whose connections carry another exchange only when clean."""
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.stream,  # type: ignore[arg-type]
+            extensions=request.extensions,
+        )
+        with translated_errors():
+            response = await self._pool.handle_async_request(core_request)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_Body(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
