@@ -41,6 +41,7 @@ COMMON = {
     "tests/test_app.py",
     "tests/test_errors.py",
     "tests/test_headers.py",
+    "tests/test_hostile.py",
     "tests/test_load.py",
     "tests/test_logs.py",
     "tests/test_malformed.py",

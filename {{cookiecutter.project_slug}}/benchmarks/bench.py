@@ -501,7 +501,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers = {"upstream": upstream}
         ready = f"/whole/{SMALL_PATH}"
         plans = [
-            ("service", SERVICE_APP, SERVICE_OPTIONS, service_env(base, upstream_url, pool), HEALTH),
+            (
+                "service",
+                SERVICE_APP,
+                SERVICE_OPTIONS,
+                service_env(base, upstream_url, pool),
+                HEALTH,
+            ),
             ("requests", "baselines:requests_relay", bench_dir, baseline_env, ready),
             ("httpx", "baselines:httpx_relay", bench_dir, baseline_env, ready),
             ("bare", "baselines:bare_relay", bench_dir, baseline_env, f"/chunks/{SMALL_PATH}"),

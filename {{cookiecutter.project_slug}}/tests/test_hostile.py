@@ -6,10 +6,12 @@ their own responses, never bytes that belong to another exchange.
 """
 
 import json
+import socket
 import uuid
 
 import pytest
 
+from tests.conftest import StartRelay
 from tests.wire import Message, RawUpstream, send
 
 ELSEWHERE = b"HTTP/1.1 200 OK\r\nContent-Length: 23\r\n\r\nsomeone else's response"
@@ -64,7 +66,11 @@ def assert_json_error(response: Message, status: int) -> None:
     ],
 )
 def test_leftover_bytes_never_reach_the_next_caller(
-    hostile_relay: str, raw_upstream: RawUpstream, prefix: str, response: bytes, how: dict[str, float]
+    hostile_relay: str,
+    raw_upstream: RawUpstream,
+    prefix: str,
+    response: bytes,
+    how: dict[str, float],
 ) -> None:
     # The first caller gets its own response, a 502, or (once a streamed body has begun) a
     # response broken off; never another exchange's bytes.
@@ -84,7 +90,7 @@ def test_a_body_on_a_head_response_never_reaches_the_next_caller(
     hostile_relay: str, raw_upstream: RawUpstream, prefix: str
 ) -> None:
     path = raw_upstream.script(key(), answer(b"mine") + ELSEWHERE)
-    # aiohttp's parser fails the whole piece, so the caller may get 502 rather than the head.
+    # A parser may fail on the whole piece, so the caller may get 502 rather than the head.
     assert send(hostile_relay, f"{prefix}/{path}", method="HEAD").status in {200, 502}
     assert_next_callers_get_their_own(hostile_relay, raw_upstream, prefix)
 
@@ -131,5 +137,26 @@ def test_clean_exchanges_reuse_the_pooled_connection(
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
     assert send(hostile_relay, f"{prefix}/{raw_upstream.script(key(), chunked)}").body == b"ok"
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
-    assert send(hostile_relay, f"{prefix}/{raw_upstream.script(key(), head)}", method="HEAD").status == 200
+    assert (
+        send(hostile_relay, f"{prefix}/{raw_upstream.script(key(), head)}", method="HEAD").status
+        == 200
+    )
     assert raw_upstream.connections == connections
+
+
+def test_a_caller_that_stalls_its_body_gets_408_and_frees_its_connection(
+    start_relay: StartRelay, raw_upstream: RawUpstream, prefix: str
+) -> None:
+    settings = {"upstream_max_connections": 1, "upstream_pool_timeout": 1}
+    with start_relay(
+        upstream_base_url=f"{raw_upstream.url}/api/", client_body_timeout=0.5, **settings
+    ) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as stalled:
+            head = f"POST {prefix}/{key()} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10\r\n\r\n"
+            stalled.sendall(head.encode() + b"12")
+            response = stalled.recv(65536)
+        assert response.startswith(b"HTTP/1.1 408 "), response
+        assert b"connection: close" in response
+        # The one pooled connection is free again for the next caller.
+        assert_next_callers_get_their_own(url, raw_upstream, prefix)

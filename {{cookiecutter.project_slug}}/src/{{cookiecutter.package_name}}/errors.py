@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from {{ cookiecutter.package_name }}.relay import InvalidUpstreamResponse, UpgradeRefused
+from {{ cookiecutter.package_name }}.relay import CallerTooSlow, InvalidUpstreamResponse, UpgradeRefused
 from {{ cookiecutter.package_name }}.urls import InvalidTarget
 
 logger = logging.getLogger(__name__)
@@ -41,19 +41,25 @@ def classify(exc: Exception) -> tuple[int, str]:
     return 502, "the upstream sent an invalid or incomplete response"
 
 
-def caused_by_caller_leaving(exc: BaseException | None) -> bool:
-    """Whether the failure began with the caller going away while its body was streamed upstream."""
+def cause(exc: BaseException | None, kind: type[Exception]) -> Exception | None:
+    """The first exception of type `kind` among `exc` and its causes: what the failure began with.
+
+    A failure of the caller's side (it left, or stalled) surfaces wrapped in the client's own
+    exceptions when it happens while the body is streamed upstream.
+    """
     while exc is not None:
-        if isinstance(exc, ClientDisconnect):
-            return True
+        if isinstance(exc, kind):
+            return exc
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
 async def upstream_error(request: Request, exc: Exception) -> Response:
     """Answer a failed upstream exchange with 502, 503 or 504."""
-    if caused_by_caller_leaving(exc):
+    if cause(exc, ClientDisconnect):
         return await client_gone(request, exc)
+    if slow := cause(exc, CallerTooSlow):
+        return await caller_too_slow(request, slow)
     status_code, detail = classify(exc)
     logger.warning("upstream failure: %s (%s: %s)", detail, type(exc).__name__, exc)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status_code == 503 else None
@@ -69,6 +75,12 @@ async def upgrade_refused(request: Request, exc: Exception) -> JSONResponse:
     return _error(400, str(exc), {"Connection": "close"})
 
 
+async def caller_too_slow(request: Request, exc: Exception) -> JSONResponse:
+    logger.info("caller too slow: %s", exc)
+    # The rest of the body may still come: this connection cannot carry another request.
+    return _error(408, str(exc), {"Connection": "close"})
+
+
 async def client_gone(request: Request, exc: Exception) -> Response:
     """The caller left while its body was still being read: nobody is there to answer."""
     logger.info("the caller went away before sending its whole request body")
@@ -81,4 +93,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler({{ cookiecutter.httpx_package }}.RequestError, upstream_error)
     app.add_exception_handler(InvalidTarget, invalid_target)
     app.add_exception_handler(UpgradeRefused, upgrade_refused)
+    app.add_exception_handler(CallerTooSlow, caller_too_slow)
     app.add_exception_handler(ClientDisconnect, client_gone)

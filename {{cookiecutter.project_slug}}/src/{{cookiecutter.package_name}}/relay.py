@@ -7,8 +7,9 @@ dependency handling would do nothing for them but cost about a quarter of a smal
 request. Endpoints of your own declare `Upstream` and `AppSettings` parameters as usual.
 """
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 
+import anyio
 import {{ cookiecutter.httpx_package }}
 from fastapi import Request
 
@@ -27,6 +28,10 @@ class UpgradeRefused(ValueError):
     """The caller asked to switch protocols: the relay carries HTTP requests, not tunnels."""
 
 
+class CallerTooSlow(Exception):
+    """The caller's body stopped arriving for longer than `CLIENT_BODY_TIMEOUT`."""
+
+
 class InvalidUpstreamResponse({{ cookiecutter.httpx_package }}.RemoteProtocolError):
     """The upstream's answer cannot be relayed as it is (its status, or the size of its headers)."""
 
@@ -40,6 +45,26 @@ def refuse_upgrade(request: Request) -> None:
     connection = request.headers.get("connection", "").lower()
     if "upgrade" in request.headers and "upgrade" in connection:
         raise UpgradeRefused("the relay does not switch protocols: send a plain HTTP request")
+
+
+async def caller_body(request: Request, seconds: float) -> AsyncIterator[bytes]:
+    """The caller's body as it arrives, each piece within `seconds` of the last.
+
+    Without this, a caller that trickles its body holds a pooled upstream connection for as
+    long as it likes (nginx's `client_body_timeout` does the same job).
+    """
+    pieces = request.stream()
+    while True:
+        try:
+            with anyio.fail_after(seconds):
+                piece = await anext(pieces, None)
+        except TimeoutError:
+            raise CallerTooSlow(
+                f"the request body stopped arriving for {seconds:g} seconds"
+            ) from None
+        if piece is None:
+            return
+        yield piece
 
 
 def has_body(request: Request) -> bool:

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # Seconds a request waits for a free pooled connection before the caller gets 503.
     upstream_pool_timeout: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=100, ge=1)
+    # Seconds a caller's body may pause between two pieces before the caller gets 408.
+    client_body_timeout: float = Field(default=60.0, gt=0)
     upstream_max_keepalive_connections: int = Field(default=20, ge=0)
     upstream_keepalive_expiry: float = Field(default=5.0, ge=0)
 {%- if cookiecutter.response_mode != "stream" %}

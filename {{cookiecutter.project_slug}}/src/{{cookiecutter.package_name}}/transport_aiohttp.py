@@ -15,7 +15,7 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import anyio
@@ -113,7 +113,8 @@ class _GuardedConnector(aiohttp.TCPConnector):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         # Not public API, hence the upper bound on aiohttp in pyproject.toml.
-        self._factory = functools.partial(_GuardedProtocol, loop=self._loop)
+        factory = functools.partial(_GuardedProtocol, loop=self._loop)
+        self._factory = cast("functools.partial[ResponseHandler]", factory)
 
 
 class _AiohttpBody(httpx.AsyncByteStream):

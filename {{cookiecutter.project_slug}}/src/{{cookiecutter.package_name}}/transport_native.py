@@ -59,7 +59,8 @@ class _GuardedStream(httpcore.AsyncNetworkStream):
         self._stream = stream
         self._framing = ResponseFraming()
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+    # The names of the parameters are httpcore's: hence the noqa.
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         data = await self._stream.read(max_bytes, timeout)
         try:
             self._framing.feed(data)
@@ -67,7 +68,7 @@ class _GuardedStream(httpcore.AsyncNetworkStream):
             raise httpcore.RemoteProtocolError(str(exc)) from None
         return data
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
         if self._framing.done:
             # The start of a request: h11 writes a request's head in one piece.
             self._framing.expect(head=buffer.startswith(b"HEAD "))
@@ -80,7 +81,7 @@ class _GuardedStream(httpcore.AsyncNetworkStream):
         self,
         ssl_context: Any,
         server_hostname: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> httpcore.AsyncNetworkStream:
         stream = await self._stream.start_tls(ssl_context, server_hostname, timeout)
         return _GuardedStream(stream)
@@ -103,7 +104,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         self,
         host: str,
         port: int,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
@@ -150,7 +151,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
             ),
             headers=request.headers.raw,
-            content=request.stream,  # type: ignore[arg-type]
+            content=request.stream,
             extensions=request.extensions,
         )
         with translated_errors():

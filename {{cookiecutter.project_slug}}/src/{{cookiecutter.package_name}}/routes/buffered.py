@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from {{ cookiecutter.package_name }}.relay import (
     RELAY_METHODS,
     build_upstream_request,
+    caller_body,
     has_body,
     refuse_upgrade,
     response_headers,
@@ -49,7 +50,8 @@ async def buffered(request: Request) -> Response:
     body: bytes | None = None
     if has_body(request):
         declared = request.headers.get("content-length")
-        body = await read_within(request.stream(), declared, limit)
+        pieces = caller_body(request, settings.client_body_timeout)
+        body = await read_within(pieces, declared, limit)
         if body is None:
             raise HTTPException(413, f"the request body is larger than the limit of {limit} bytes")
     # The body as received: the upstream gets its true length, whatever the caller declared.

@@ -14,6 +14,7 @@ from {{ cookiecutter.package_name }}.relay import (
     RELAY_METHODS,
     InvalidUpstreamResponse,
     build_upstream_request,
+    caller_body,
     has_body,
     refuse_upgrade,
     response_headers,
@@ -111,7 +112,7 @@ async def stream(request: Request) -> Response:
     refuse_upgrade(request)
     upstream: {{ cookiecutter.httpx_package }}.AsyncClient = request.state.upstream
     settings: Settings = request.state.settings
-    content = request.stream() if has_body(request) else None
+    content = caller_body(request, settings.client_body_timeout) if has_body(request) else None
     upstream_request = build_upstream_request(upstream, request, PREFIX, content)
     response = await upstream.send(upstream_request, stream=True)
     try:
