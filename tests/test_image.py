@@ -63,6 +63,9 @@ def test_image_command_serves_and_passes_its_health_check(
     (health,) = [exec_form(args) for name, args in steps if name == "HEALTHCHECK"]
     assert "--timeout-graceful-shutdown" in command
     assert "--proxy-headers" in command
+    # The service's own protocol (trailers kept out of the headers), and no proxy trusted.
+    assert any(part.endswith(".server:HttpProtocol") for part in command)
+    assert any('FORWARDED_ALLOW_IPS=""' in args for name, args in steps if name == "ENV")
 
     # As the build stage does: the locked runtime dependencies and the package, not editable.
     venv = tmp_path / "venv"
