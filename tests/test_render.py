@@ -40,6 +40,7 @@ COMMON = {
     "tests/conftest.py",
     "tests/test_app.py",
     "tests/test_errors.py",
+    "tests/test_framing.py",
     "tests/test_headers.py",
     "tests/test_hostile.py",
     "tests/test_load.py",

@@ -5,12 +5,13 @@ Judged on the wire: the caller writes its request as bytes on a socket, and the 
 """
 
 import json
+import socket
 import uuid
 
 import pytest
 
 from tests.conftest import StartRelay
-from tests.wire import Message, RawUpstream, send
+from tests.wire import Message, RawUpstream, exchange, send
 
 # What the relay adds to every request, by design.
 RELAY_OWN = {
@@ -219,14 +220,22 @@ def test_large_response_headers_pass_up_to_the_limit(
     ]
 
 
-def test_response_headers_over_the_limit_are_502(
-    wire_relay: str, raw_upstream: RawUpstream, prefix: str
+@pytest.mark.parametrize("fields", [400, 1], ids=["many-fields", "one-huge-field"])
+def test_response_headers_over_the_limit_are_502_and_logged_without_them(
+    wire_relay: str,
+    raw_upstream: RawUpstream,
+    prefix: str,
+    fields: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    head = b"".join(b"X-Many-%d: %s\r\n" % (n, b"m" * 200) for n in range(400))
+    value = b"m" * (80_000 // fields)
+    head = b"".join(b"X-Many-%d: %s\r\n" % (n, value) for n in range(fields))
     answer = b"HTTP/1.1 200 OK\r\n" + head + b"Content-Length: 2\r\n\r\nok"
     response = send(wire_relay, f"{prefix}/{raw_upstream.script(key(), answer)}")
     assert_json_error(response, 502)
     assert b"65536 bytes" in response.body
+    assert "65536 bytes" in caplog.text
+    assert "mmmmmmmmmm" not in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -285,3 +294,35 @@ def test_a_304_with_a_content_length_is_relayed_without_a_body(
     assert response.status == 304, response.raw
     assert response.values(b"etag") == [b'"v1"']
     assert response.body == b""
+
+
+def test_an_http10_caller_gets_a_declared_length_body_and_a_closed_connection(
+    wire_relay: str, raw_upstream: RawUpstream, prefix: str
+) -> None:
+    host = wire_relay.removeprefix("http://").encode()
+    request = b"GET %s/%s HTTP/1.0\r\nHost: %s\r\n\r\n" % (prefix.encode(), key().encode(), host)
+    response = exchange(wire_relay, request)
+    assert (response.start, response.body) == (b"HTTP/1.1 200 OK", b"ok")
+    assert response.values(b"content-length") == [b"2"]
+    assert response.values(b"connection") == [b"close"]
+
+
+def test_expect_100_continue_with_the_body_and_a_pipelined_request_at_once(
+    wire_relay: str, raw_upstream: RawUpstream, prefix: str
+) -> None:
+    host = wire_relay.removeprefix("http://").encode()
+    first, second = key(), key()
+    pipelined = (
+        b"POST %s/%s HTTP/1.1\r\nHost: %s\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"
+        b"GET %s/%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+    ) % (prefix.encode(), first.encode(), host, prefix.encode(), second.encode(), host)
+    host_name, port = wire_relay.removeprefix("http://").split(":")
+    with socket.create_connection((host_name, int(port)), timeout=10) as sock:
+        sock.sendall(pipelined)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.count(b"HTTP/1.1 200 OK") == 2, received
+    assert arrived(raw_upstream, first).body == b"hi"
+    assert b"expect" not in arrived(raw_upstream, first).names()
+    assert arrived(raw_upstream, second).start.startswith(b"GET ")

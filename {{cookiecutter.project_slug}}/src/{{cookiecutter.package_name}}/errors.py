@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from {{ cookiecutter.package_name }}.framing import MalformedResponse
 from {{ cookiecutter.package_name }}.relay import CallerTooSlow, InvalidUpstreamResponse, UpgradeRefused
 from {{ cookiecutter.package_name }}.urls import InvalidTarget
 
@@ -29,7 +30,7 @@ def classify(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, {{ cookiecutter.httpx_package }}.LocalProtocolError):
         # What the relay sends comes from the caller: it is the caller's request that cannot go.
         return 400, "the request cannot be relayed as it was sent"
-    if isinstance(exc, InvalidUpstreamResponse):
+    if isinstance(exc, InvalidUpstreamResponse | MalformedResponse):
         return 502, str(exc)
     # PoolTimeout is a TimeoutException: it has to be tested first.
     if isinstance(exc, {{ cookiecutter.httpx_package }}.PoolTimeout):

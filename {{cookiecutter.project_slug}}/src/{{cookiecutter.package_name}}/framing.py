@@ -11,6 +11,8 @@ lenient parser would read differently from a strict one: a bare LF as a line end
 
 import re
 
+import {{ cookiecutter.httpx_package }}
+
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _HEAD_END = b"\r\n\r\n"
 _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
@@ -18,8 +20,9 @@ _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
 _MAX_LINE_BYTES = 1024 * 1024
 
 
-class MalformedResponse(Exception):
-    """The upstream's response is not HTTP/1.1 that every parser reads the same way."""
+class MalformedResponse({{ cookiecutter.httpx_package }}.RemoteProtocolError):
+    """The upstream's response is not HTTP/1.1 that every parser reads the same way, or its head
+    is larger than the relay accepts."""
 
 
 class ResponseFraming:
@@ -31,7 +34,8 @@ class ResponseFraming:
     whose framing is ambiguous (both Content-Length and Transfer-Encoding).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_head_bytes: int) -> None:
+        self.max_head_bytes = max_head_bytes
         self.reusable = True
         self._state = "idle"
         self._pending = b""
@@ -73,12 +77,12 @@ class ResponseFraming:
         """Take the head, a chunk-size line or a trailer line at `offset`; where the rest starts."""
         head = self._state == "head"
         end = data.find(_HEAD_END if head else b"\r\n", offset)
-        if head and _BARE_LF.search(data, offset, end if end >= 0 else len(data)):
-            raise MalformedResponse("a bare LF in the response head")
+        if head:
+            self._check_head(data, offset, end if end >= 0 else len(data))
         if end < 0:
             self._pending = data[offset:]
             if len(self._pending) > _MAX_LINE_BYTES:
-                raise MalformedResponse("a response head or chunk-size line that never ends")
+                raise MalformedResponse("a chunk-size or trailer line that never ends")
             return len(data)
         line = data[offset:end]
         if head:
@@ -95,6 +99,16 @@ class ResponseFraming:
         elif not line:  # the empty line that ends the trailer
             self._state = "done"
         return end + 2
+
+    def _check_head(self, data: bytes, start: int, end: int) -> None:
+        if end - start > self.max_head_bytes:
+            # Said without quoting the head: it is the upstream's, and may be anything.
+            raise MalformedResponse(
+                f"the upstream's response headers are larger than the limit of "
+                f"{self.max_head_bytes} bytes"
+            )
+        if _BARE_LF.search(data, start, end):
+            raise MalformedResponse("a bare LF in the response head")
 
     def _start_body(self, head: bytes) -> None:
         status_line, *lines = head.split(b"\r\n")

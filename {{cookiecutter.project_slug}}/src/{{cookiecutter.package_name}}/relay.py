@@ -33,7 +33,7 @@ class CallerTooSlow(Exception):
 
 
 class InvalidUpstreamResponse({{ cookiecutter.httpx_package }}.RemoteProtocolError):
-    """The upstream's answer cannot be relayed as it is (its status, or the size of its headers)."""
+    """The upstream's answer cannot be relayed as it is: its status cannot end an exchange."""
 
 
 def refuse_upgrade(request: Request) -> None:
@@ -113,17 +113,11 @@ def response_headers(upstream: {{ cookiecutter.httpx_package }}.Response, settin
     """Check the upstream's answer can be relayed; the headers the caller gets with it.
 
     Raises `InvalidUpstreamResponse` (a 502 for the caller) for a status that cannot end an
-    exchange (1xx, 101, or outside 100-599) and for headers over `MAX_HEADER_BYTES`.
+    exchange: 1xx, 101, or outside 100-599. (The transport has already refused headers over
+    `MAX_HEADER_BYTES`: see `framing.py`.)
     """
     status = upstream.status_code
     if not 200 <= status <= 599:
         raise InvalidUpstreamResponse(f"the upstream answered with status {status}")
-    raw = upstream.headers.raw
-    size = sum(len(name) + len(value) + 4 for name, value in raw)
-    if size > settings.max_header_bytes:
-        raise InvalidUpstreamResponse(
-            f"the upstream's response headers are larger than the limit of "
-            f"{settings.max_header_bytes} bytes"
-        )
     locations = (settings.upstream_base_url.encode(), prefix) if settings.rewrite_location else None
-    return relayed_response_headers(raw, status, locations)
+    return relayed_response_headers(upstream.headers.raw, status, locations)

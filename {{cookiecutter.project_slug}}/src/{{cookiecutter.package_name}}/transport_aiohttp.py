@@ -26,7 +26,6 @@ import httpx
 {%- endif %}
 import yarl
 from aiohttp.client_proto import ResponseHandler
-from aiohttp.http_exceptions import HttpProcessingError
 from httpx_aiohttp{% if cookiecutter.httpx_package == "httpx2" %}.httpx2{% endif %}.transport import AiohttpTransport
 from multidict import CIMultiDict
 
@@ -83,9 +82,9 @@ class _GuardedProtocol(ResponseHandler):
     cleanly, so the pool drops it, and fails a response whose head has a bare LF.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_head_bytes: int) -> None:
         super().__init__(loop)
-        self._framing = ResponseFraming()
+        self._framing = ResponseFraming(max_head_bytes)
 
     def set_response_params(self, **params: Any) -> None:
         super().set_response_params(**params)
@@ -96,7 +95,8 @@ class _GuardedProtocol(ResponseHandler):
         try:
             self._framing.feed(data)
         except MalformedResponse as exc:
-            self.set_exception(HttpProcessingError(message=str(exc)))
+            # Raised as it is to whoever waits for this response.
+            self.set_exception(exc)
             if self.transport is not None:
                 self.transport.close()
             return
@@ -110,10 +110,12 @@ class _GuardedProtocol(ResponseHandler):
 class _GuardedConnector(aiohttp.TCPConnector):
     """A TCP connector whose connections use `_GuardedProtocol`."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, max_head_bytes: int, **options: Any) -> None:
         super().__init__(**options)
         # Not public API, hence the upper bound on aiohttp in pyproject.toml.
-        factory = functools.partial(_GuardedProtocol, loop=self._loop)
+        factory = functools.partial(
+            _GuardedProtocol, loop=self._loop, max_head_bytes=max_head_bytes
+        )
         self._factory = cast("functools.partial[ResponseHandler]", factory)
 
 
@@ -163,6 +165,7 @@ class UpstreamTransport(AiohttpTransport):
         # Made on the first request, inside the running event loop, as aiohttp requires.
         if self._session is None:
             connector = _GuardedConnector(
+                self._max_header_bytes,
                 limit=self._max_connections,
                 keepalive_timeout=self.limits.keepalive_expiry,
                 ssl=self.ssl_context,
@@ -173,7 +176,7 @@ class UpstreamTransport(AiohttpTransport):
                 cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=_AUTO_HEADERS,
                 auto_decompress=False,
-                # Response headers as large as the relay accepts: it checks their total itself.
+                # As large as the relay accepts: `framing.py` refuses larger heads first.
                 max_line_size=self._max_header_bytes,
                 max_field_size=self._max_header_bytes,
                 max_headers=self._max_header_bytes // 8,

@@ -20,7 +20,7 @@ import httpcore
 import httpx
 {%- endif %}
 
-from {{ cookiecutter.package_name }}.framing import MalformedResponse, ResponseFraming
+from {{ cookiecutter.package_name }}.framing import ResponseFraming
 
 # From the most specific httpcore error to the most general: the first match names the failure.
 _ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
@@ -55,17 +55,15 @@ def translated_errors() -> Iterator[None]:
 class _GuardedStream(httpcore.AsyncNetworkStream):
     """A connection's socket, its bytes followed by `ResponseFraming`."""
 
-    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+    def __init__(self, stream: httpcore.AsyncNetworkStream, max_head_bytes: int) -> None:
         self._stream = stream
-        self._framing = ResponseFraming()
+        self._framing = ResponseFraming(max_head_bytes)
 
     # The names of the parameters are httpcore's: hence the noqa.
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         data = await self._stream.read(max_bytes, timeout)
-        try:
-            self._framing.feed(data)
-        except MalformedResponse as exc:
-            raise httpcore.RemoteProtocolError(str(exc)) from None
+        # Raises `MalformedResponse`, which fails the exchange and closes the connection.
+        self._framing.feed(data)
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
@@ -84,7 +82,7 @@ class _GuardedStream(httpcore.AsyncNetworkStream):
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> httpcore.AsyncNetworkStream:
         stream = await self._stream.start_tls(ssl_context, server_hostname, timeout)
-        return _GuardedStream(stream)
+        return _GuardedStream(stream, self._framing.max_head_bytes)
 
     def get_extra_info(self, info: str) -> Any:
         # The pool asks whether an idle connection is readable before it reuses it: one whose
@@ -97,8 +95,9 @@ class _GuardedStream(httpcore.AsyncNetworkStream):
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Opens connections as anyio does, each one guarded."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_head_bytes: int) -> None:
         self._backend = httpcore.AnyIOBackend()
+        self._max_head_bytes = max_head_bytes
 
     async def connect_tcp(
         self,
@@ -109,7 +108,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         stream = await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _GuardedStream(stream)
+        return _GuardedStream(stream, self._max_head_bytes)
 
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)
@@ -134,13 +133,13 @@ class _Body(httpx.AsyncByteStream):
 class UpstreamTransport(httpx.AsyncBaseTransport):
     """An HTTP/1.1 connection pool whose connections carry another exchange only when clean."""
 
-    def __init__(self, limits: httpx.Limits) -> None:
+    def __init__(self, limits: httpx.Limits, max_header_bytes: int) -> None:
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(),
+            network_backend=_GuardedBackend(max_header_bytes),
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

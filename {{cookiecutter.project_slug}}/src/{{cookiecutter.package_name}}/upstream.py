@@ -42,11 +42,7 @@ def build_client(settings: Settings) -> {{ cookiecutter.httpx_package }}.AsyncCl
         base_url=settings.upstream_base_url,
         timeout=timeout,
         # A custom transport ignores `limits=` on the client: it takes them itself.
-{%- if cookiecutter.http_transport == "aiohttp" %}
         transport=UpstreamTransport(limits, settings.max_header_bytes),
-{%- else %}
-        transport=UpstreamTransport(limits),
-{%- endif %}
         # The relay forwards redirects to the caller rather than following them itself.
         follow_redirects=False,
         # One client serves every caller: it must never keep a cookie from one for another.
