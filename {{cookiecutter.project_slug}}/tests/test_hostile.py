@@ -11,7 +11,6 @@ import uuid
 
 import pytest
 
-from tests.conftest import StartRelay
 from tests.wire import Message, RawUpstream, send
 
 ELSEWHERE = b"HTTP/1.1 200 OK\r\nContent-Length: 23\r\n\r\nsomeone else's response"
@@ -42,8 +41,8 @@ def assert_json_error(response: Message, status: int) -> None:
     ("response", "how"),
     [
         (answer(b"mine") + ELSEWHERE, {}),
-        (answer(b"mine"), {"later": ELSEWHERE, "delay": 0.3}),
-        (answer(b"mine")[:-2], {"later": b"ne" + ELSEWHERE, "delay": 0.1}),
+        (answer(b"mine"), {"later": ELSEWHERE, "delay": 0.05}),
+        (answer(b"mine")[:-2], {"later": b"ne" + ELSEWHERE, "delay": 0.05}),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nmine, and then some", {}),
         (
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -66,7 +65,7 @@ def assert_json_error(response: Message, status: int) -> None:
     ],
 )
 def test_leftover_bytes_never_reach_the_next_caller(
-    hostile_relay: str,
+    wire_relay: str,
     raw_upstream: RawUpstream,
     prefix: str,
     response: bytes,
@@ -76,27 +75,27 @@ def test_leftover_bytes_never_reach_the_next_caller(
     # response broken off; never another exchange's bytes.
     path = raw_upstream.script(key(), response, **how)
     try:
-        first = send(hostile_relay, f"{prefix}/{path}").raw
+        first = send(wire_relay, f"{prefix}/{path}").raw
     except (EOFError, ConnectionError, ValueError) as broken:
         first = str(broken).encode()
     assert b"someone else" not in first
     if "later" in how:
         # The connection sits idle in the pool while the stray bytes arrive.
         raw_upstream.wait_for_later(path)
-    assert_next_callers_get_their_own(hostile_relay, raw_upstream, prefix)
+    assert_next_callers_get_their_own(wire_relay, raw_upstream, prefix)
 
 
 def test_a_body_on_a_head_response_never_reaches_the_next_caller(
-    hostile_relay: str, raw_upstream: RawUpstream, prefix: str
+    wire_relay: str, raw_upstream: RawUpstream, prefix: str
 ) -> None:
     path = raw_upstream.script(key(), answer(b"mine") + ELSEWHERE)
     # A parser may fail on the whole piece, so the caller may get 502 rather than the head.
-    assert send(hostile_relay, f"{prefix}/{path}", method="HEAD").status in {200, 502}
-    assert_next_callers_get_their_own(hostile_relay, raw_upstream, prefix)
+    assert send(wire_relay, f"{prefix}/{path}", method="HEAD").status in {200, 502}
+    assert_next_callers_get_their_own(wire_relay, raw_upstream, prefix)
 
 
 def test_an_early_answer_leaves_the_callers_body_unread_as_a_request(
-    hostile_relay: str, raw_upstream: RawUpstream, prefix: str
+    wire_relay: str, raw_upstream: RawUpstream, prefix: str
 ) -> None:
     # The upstream answers 401 before reading the body, and keeps the connection: the body,
     # which holds an HTTP request, would be read as the next request on that connection.
@@ -104,9 +103,9 @@ def test_an_early_answer_leaves_the_callers_body_unread_as_a_request(
     smuggled = f"GET /api/smuggled-{name} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
     refusal = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\n\r\ndenied"
     path = raw_upstream.script(name, refusal, early=True)
-    first = send(hostile_relay, f"{prefix}/{path}", method="POST", body=smuggled)
+    first = send(wire_relay, f"{prefix}/{path}", method="POST", body=smuggled)
     assert first.status in {401, 502}, first.raw
-    assert_next_callers_get_their_own(hostile_relay, raw_upstream, prefix)
+    assert_next_callers_get_their_own(wire_relay, raw_upstream, prefix)
 
 
 @pytest.mark.parametrize(
@@ -120,43 +119,39 @@ def test_an_early_answer_leaves_the_callers_body_unread_as_a_request(
     ids=["bare-lf-in-a-header", "bare-lf-lines", "two-lengths", "negative-length"],
 )
 def test_malformed_framing_or_header_lines_are_502(
-    hostile_relay: str, raw_upstream: RawUpstream, prefix: str, response: bytes
+    wire_relay: str, raw_upstream: RawUpstream, prefix: str, response: bytes
 ) -> None:
-    first = send(hostile_relay, f"{prefix}/{raw_upstream.script(key(), response)}")
+    first = send(wire_relay, f"{prefix}/{raw_upstream.script(key(), response)}")
     assert b"smuggled" not in first.raw
     assert_json_error(first, 502)
-    assert_next_callers_get_their_own(hostile_relay, raw_upstream, prefix)
+    assert_next_callers_get_their_own(wire_relay, raw_upstream, prefix)
 
 
 def test_clean_exchanges_reuse_the_pooled_connection(
-    hostile_relay: str, raw_upstream: RawUpstream, prefix: str
+    wire_relay: str, raw_upstream: RawUpstream, prefix: str
 ) -> None:
-    assert_next_callers_get_their_own(hostile_relay, raw_upstream, prefix)
+    assert_next_callers_get_their_own(wire_relay, raw_upstream, prefix)
     connections = raw_upstream.connections
-    assert_next_callers_get_their_own(hostile_relay, raw_upstream, prefix)
+    assert_next_callers_get_their_own(wire_relay, raw_upstream, prefix)
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
-    assert send(hostile_relay, f"{prefix}/{raw_upstream.script(key(), chunked)}").body == b"ok"
+    assert send(wire_relay, f"{prefix}/{raw_upstream.script(key(), chunked)}").body == b"ok"
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
     assert (
-        send(hostile_relay, f"{prefix}/{raw_upstream.script(key(), head)}", method="HEAD").status
+        send(wire_relay, f"{prefix}/{raw_upstream.script(key(), head)}", method="HEAD").status
         == 200
     )
     assert raw_upstream.connections == connections
 
 
 def test_a_caller_that_stalls_its_body_gets_408_and_frees_its_connection(
-    start_relay: StartRelay, raw_upstream: RawUpstream, prefix: str
+    wire_relay: str, raw_upstream: RawUpstream, prefix: str
 ) -> None:
-    settings = {"upstream_max_connections": 1, "upstream_pool_timeout": 1}
-    with start_relay(
-        upstream_base_url=f"{raw_upstream.url}/api/", client_body_timeout=0.5, **settings
-    ) as url:
-        host, port = url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as stalled:
-            head = f"POST {prefix}/{key()} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10\r\n\r\n"
-            stalled.sendall(head.encode() + b"12")
-            response = stalled.recv(65536)
-        assert response.startswith(b"HTTP/1.1 408 "), response
-        assert b"connection: close" in response
-        # The one pooled connection is free again for the next caller.
-        assert_next_callers_get_their_own(url, raw_upstream, prefix)
+    host, port = wire_relay.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as stalled:
+        head = f"POST {prefix}/{key()} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10\r\n\r\n"
+        stalled.sendall(head.encode() + b"12")
+        response = stalled.recv(65536)
+    assert response.startswith(b"HTTP/1.1 408 "), response
+    assert b"connection: close" in response
+    # The relay's one pooled connection is free again for the next caller.
+    assert_next_callers_get_their_own(wire_relay, raw_upstream, prefix)
