@@ -115,8 +115,16 @@ def test_an_early_answer_leaves_the_callers_body_unread_as_a_request(
         b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!",
         b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\n\r\n",
     ],
-    ids=["bare-lf-in-a-header", "bare-lf-lines", "two-lengths", "negative-length"],
+    ids=[
+        "bare-lf-in-a-header",
+        "bare-lf-lines",
+        "two-lengths",
+        "negative-length",
+        "length-and-chunked",
+    ],
 )
 def test_malformed_framing_or_header_lines_are_502(
     wire_relay: str, raw_upstream: RawUpstream, prefix: str, response: bytes

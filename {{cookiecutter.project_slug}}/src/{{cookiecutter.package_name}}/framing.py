@@ -30,8 +30,7 @@ class ResponseFraming:
 
     Call `expect()` when a request has been sent, then `feed()` every byte received. Bytes that
     come when no response is expected, or after the expected one ended, make the connection
-    unfit for reuse; so does a response whose end only the connection closing can mark, or
-    whose framing is ambiguous (both Content-Length and Transfer-Encoding).
+    unfit for reuse; so does a response whose end only the connection closing can mark.
     """
 
     def __init__(self, max_head_bytes: int) -> None:
@@ -129,7 +128,8 @@ class ResponseFraming:
         if len(lengths) > 1 or any(not value.isdigit() for value in lengths):
             raise MalformedResponse("an invalid or conflicting Content-Length")
         if chunked and lengths:
-            self.reusable = False  # RFC 9112 section 6.3: close after such a response
+            # RFC 9112 section 6.3: a sign of response splitting; nginx refuses it too.
+            raise MalformedResponse("both Content-Length and Transfer-Encoding")
         if self._bodiless or status in {101, 204, 304}:
             self._state = "done"
             if status == 101:

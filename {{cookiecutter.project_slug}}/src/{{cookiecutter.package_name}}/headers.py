@@ -106,12 +106,8 @@ def relayed_response_headers(
     `locations` is (upstream base URL, relay prefix): a `Location` or `Content-Location` under
     the base URL is rewritten to point at the relay (as nginx's `proxy_redirect default`).
     """
-    headers = list(headers)
-    framed = any(name.lower() == b"transfer-encoding" for name, _ in headers)
     drop = _NOT_FROM_UPSTREAM
-    if framed or status in _BODILESS_STATUSES:
-        # With Transfer-Encoding, the Content-Length is wrong (RFC 9112 section 6.3); the
-        # server in front frames the body itself.
+    if status in _BODILESS_STATUSES:
         drop = drop | {b"content-length"}
     relayed = _end_to_end(headers, drop)
     if locations is not None:
