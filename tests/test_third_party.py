@@ -14,13 +14,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.conftest import CHOICES, DEFAULTS, TEMPLATE, Bake, combination_id, environment_key
+from tests.conftest import CHOICES, DEFAULTS, TEMPLATE, Bake, Project, combination_id, environment_key
 
 PREFIXES = ["/stream", "/buffered"]
 # What the relay adds to a request, by design: dropped from httpbin's echo before comparing.
@@ -189,11 +188,9 @@ def normalised(
     return response.status, headers, body
 
 
-@pytest.mark.parametrize("answers", client_combinations())
-def test_relayed_exchanges_match_direct_ones(
-    bake: Bake, answers: dict[str, str], httpbin: str, tmp_path: Path
-) -> None:
-    project = bake(**answers)
+@contextmanager
+def service_in_front_of(project: Project, upstream: str) -> Iterator[str]:
+    """The project's service under uvicorn, as its image runs it, relaying to `upstream`."""
     project.uv("sync", "--locked")
     python = str(project.shared / "venv" / "bin" / "python") if project.shared else sys.executable
     package = project.package.name
@@ -202,8 +199,14 @@ def test_relayed_exchanges_match_direct_ones(
         python, "-m", "uvicorn", f"{package}.main:app", "--port", str(port),
         "--http", f"{package}.server:HttpProtocol", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    service_url = f"http://127.0.0.1:{port}"
-    with running(command, service_url, "/healthz", UPSTREAM_BASE_URL=f"{httpbin}/", FORWARDED_ALLOW_IPS=""):
+    settings = {"UPSTREAM_BASE_URL": f"{upstream}/", "FORWARDED_ALLOW_IPS": ""}
+    with running(command, f"http://127.0.0.1:{port}", "/healthz", **settings) as url:
+        yield url
+
+
+@pytest.mark.parametrize("answers", client_combinations())
+def test_relayed_exchanges_match_direct_ones(bake: Bake, answers: dict[str, str], httpbin: str) -> None:
+    with service_in_front_of(bake(**answers), httpbin) as service_url:
         differences = []
         for name, method, target, headers, body in CASES:
             direct = normalised(wire.send(httpbin, target, *headers, method=method, body=body), httpbin, "")
@@ -251,17 +254,7 @@ def curl(base: str, args: list[str]) -> Any:
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 @pytest.mark.parametrize("answers", client_combinations()[:1])
 def test_curl_gets_the_same_through_the_relay(bake: Bake, answers: dict[str, str], httpbin: str) -> None:
-    project = bake(**answers)
-    project.uv("sync", "--locked")
-    python = str(project.shared / "venv" / "bin" / "python") if project.shared else sys.executable
-    package = project.package.name
-    port = free_port()
-    command = [
-        python, "-m", "uvicorn", f"{package}.main:app", "--port", str(port),
-        "--http", f"{package}.server:HttpProtocol", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    service_url = f"http://127.0.0.1:{port}"
-    with running(command, service_url, "/healthz", UPSTREAM_BASE_URL=f"{httpbin}/", FORWARDED_ALLOW_IPS=""):
+    with service_in_front_of(bake(**answers), httpbin) as service_url:
         for args in CURL_CASES:
             for prefix in PREFIXES:
                 # The buffered relay sends a body it has read whole with its length.
