@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from contextvars import ContextVar
+from typing import TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -49,9 +50,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes each record to `sys.stderr` as it is when the record comes, not at start-up.
+
+    Test runners swap `sys.stderr` for each test; a handler holding the first one would write
+    to a closed file once that test is over.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(settings: Settings) -> None:
     """Send the service's logs to stderr, in the level and format the settings ask for."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.addFilter(RequestIdFilter())
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
