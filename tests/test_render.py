@@ -49,6 +49,7 @@ COMMON = {
     "tests/test_relay.py",
     "tests/test_urls.py",
     "tests/test_wire.py",
+    "tests/servers.py",
     "tests/upstream_app.py",
     "tests/wire.py",
 }

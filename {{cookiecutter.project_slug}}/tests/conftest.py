@@ -1,30 +1,13 @@
-"""Real servers on 127.0.0.1 for the tests: the upstream API and the relay, both under uvicorn."""
+"""The tests' fixtures: the upstreams, the relays in front of them, and the service."""
 
-import asyncio
-import os
-import signal
-import socket
-import ssl
-import subprocess
-import sys
-import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any
 
 import {{ cookiecutter.httpx_package }}
 import pytest
-import uvicorn
-from starlette.types import ASGIApp
 
-from {{ cookiecutter.package_name }}.app import create_app
-from {{ cookiecutter.package_name }}.server import HttpProtocol
-from {{ cookiecutter.package_name }}.settings import Settings
-
+from tests.servers import CLIENT_TLS, Service, relay_settings, run_service, serve, serve_relay
 from tests.upstream_app import Recorder, create_upstream
 from tests.wire import RawUpstream
 {%- set prefixes = {"both": '"/stream", "/buffered"', "stream": '"/stream"', "buffered": '"/buffered"'} %}
@@ -33,56 +16,6 @@ from tests.wire import RawUpstream
 RELAY_PREFIXES = [{{ prefixes[cookiecutter.response_mode] }}]
 
 StartRelay = Callable[..., AbstractContextManager[str]]
-
-# One TLS context for the clients the tests build by the dozen: each client would otherwise load
-# the CA bundle, ~20 ms of CPU. (The servers under test speak plain HTTP anyway.)
-CLIENT_TLS = ssl.create_default_context()
-
-
-class QuickServer(uvicorn.Server):
-    """uvicorn's server, looking for the signal to stop every 10 ms instead of every 100 ms.
-
-    The tests start and stop dozens of servers, and each stop waits for the next look.
-    """
-
-    async def main_loop(self) -> None:
-        counter = 0
-        while not await self.on_tick(counter):
-            counter += 1
-            await asyncio.sleep(0.01)
-
-
-@contextmanager
-def serve(app: ASGIApp, **options: Any) -> Iterator[str]:
-    """Run `app` under uvicorn in a thread on a free loopback port; yield its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    options.setdefault("log_level", "warning")
-    # A test that leaves a stream open must not hang the run on shutdown.
-    options.setdefault("timeout_graceful_shutdown", 2)
-    server = QuickServer(uvicorn.Config(app, **options))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
-def free_port() -> int:
-    """A loopback port that nothing listens on (for an upstream that is down)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -96,26 +29,6 @@ def upstream(recorder: Recorder) -> Iterator[str]:
     # Quiet: some routes misbehave on purpose, and the server would log each time.
     with serve(create_upstream(recorder), log_level="critical") as url:
         yield url
-
-
-def wait_for_no_open_streams(recorder: Recorder, seconds: float) -> bool:
-    """Whether the upstream's streamed bodies all end within `seconds` (it notices a close late)."""
-    deadline = time.monotonic() + seconds
-    while recorder.open_streams and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return recorder.open_streams == 0
-
-
-def serve_relay(settings: Settings, **options: Any) -> AbstractContextManager[str]:
-    """Run the service's app as production does: its own protocol, no proxy trusted."""
-    options = {"http": HttpProtocol, "proxy_headers": False, **options}
-    return serve(create_app(settings), **options)
-
-
-def relay_settings(upstream: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"upstream_base_url": f"{upstream}/api/", "upstream_timeout": 5.0}
-    values.update(overrides)
-    return Settings(**values)
 
 
 @pytest.fixture
@@ -173,97 +86,6 @@ def prefix(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@dataclass
-class Service:
-    """The service running in its own uvicorn process, as in production."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_mark(self) -> int:
-        """Where the log ends now: `log(since=mark)` is then what was written after this."""
-        return self.log_path.stat().st_size
-
-    def log(self, since: int = 0) -> str:
-        with self.log_path.open("rb") as log:
-            log.seek(since)
-            return log.read().decode()
-
-    def log_lines_with(self, text: str, seconds: float = 5, since: int = 0) -> list[str]:
-        """The log lines holding `text`, waiting for the first: a line may follow its response."""
-        deadline = time.monotonic() + seconds
-        while not (lines := [line for line in self.log(since).splitlines() if text in line]):
-            if time.monotonic() > deadline:
-                return []
-            time.sleep(0.02)
-        return lines
-
-    def peak_rss_kib(self) -> int:
-        """The process's peak resident memory since start or `reset_peak_rss` (VmHWM), in KiB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmHWM in /proc: peak memory cannot be read on this system")
-
-    def reset_peak_rss(self) -> None:
-        """Lower the peak resident memory to the current one, as if the process had just started.
-
-        A shared service has had its peaks from earlier tests; after this, `peak_rss_kib` sees
-        only what came since.
-        """
-        try:
-            Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
-        except OSError as exc:
-            raise RuntimeError(f"peak memory cannot be reset on this system: {exc}") from exc
-
-    def stop(self) -> int:
-        """SIGTERM, as an orchestrator sends it; the exit status once it has shut down."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-
-@contextmanager
-def run_service(upstream: str, **settings: str) -> Iterator[Service]:
-    """Start `uvicorn <package>.main:app` in a subprocess configured through its environment."""
-    port = free_port()
-    # As the image does: no proxy trusted (uvicorn would trust 127.0.0.1).
-    env = {**os.environ, "UPSTREAM_BASE_URL": f"{upstream}/api/", "FORWARDED_ALLOW_IPS": ""}
-    env.update(settings)
-    command = [
-        sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:app",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-        "--timeout-graceful-shutdown", "10",
-        "--http", "{{ cookiecutter.package_name }}.server:HttpProtocol",
-    ]  # fmt: skip
-    with tempfile.TemporaryDirectory() as directory:
-        log_path = Path(directory) / "service.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(command, env=env, stderr=log, stdout=log)
-        service = Service(f"http://127.0.0.1:{port}", process, log_path)
-        try:
-            wait_until_healthy(service)
-            yield service
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-
-def wait_until_healthy(service: Service, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    with {{ cookiecutter.httpx_package }}.Client(base_url=service.url, verify=CLIENT_TLS) as probe:
-        while True:
-            assert service.process.poll() is None, service.log()
-            assert time.monotonic() < deadline, "the service did not start"
-            try:
-                if probe.get("/healthz").status_code == 200:
-                    return
-            except {{ cookiecutter.httpx_package }}.TransportError:
-                pass
-            time.sleep(0.05)
 
 
 # The shared service's pool: smaller than the load some tests put on it.

@@ -10,7 +10,7 @@ import pytest
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.settings import Settings, load_settings
 
-from tests.conftest import relay_settings
+from tests.servers import relay_settings
 
 
 def test_healthz(client: {{ cookiecutter.httpx_package }}.Client) -> None:

@@ -3,14 +3,11 @@
 from collections.abc import Iterator
 
 import {{ cookiecutter.httpx_package }}
+import pytest
 
-from tests.conftest import (
-    SERVICE_BUFFERED_MAX_BYTES,
-    Service,
-    StartRelay,
-    wait_for_no_open_streams,
-)
-from tests.upstream_app import Recorder
+from tests.conftest import SERVICE_BUFFERED_MAX_BYTES, StartRelay
+from tests.servers import Service, linux_only
+from tests.upstream_app import Recorder, wait_for_no_open_streams
 
 
 def test_response_over_the_limit_is_refused(start_relay: StartRelay) -> None:
@@ -57,6 +54,8 @@ def test_whole_exchange_has_a_deadline(start_relay: StartRelay) -> None:
     assert response.json()["detail"]
 
 
+@pytest.mark.slow
+@linux_only
 def test_oversized_response_is_refused_without_reading_it_whole(
     service: Service, recorder: Recorder
 ) -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from {{ cookiecutter.package_name }}.app import create_app
 
-from tests.conftest import StartRelay, free_port, relay_settings, serve
+from tests.conftest import StartRelay
+from tests.servers import free_port, relay_settings, serve
 
 
 def assert_json_error(response: {{ cookiecutter.httpx_package }}.Response, status: int) -> None:

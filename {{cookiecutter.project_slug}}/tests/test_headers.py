@@ -5,7 +5,8 @@ from typing import Any
 import {{ cookiecutter.httpx_package }}
 import pytest
 
-from tests.conftest import StartRelay, relay_settings, serve_relay
+from tests.conftest import StartRelay
+from tests.servers import relay_settings, serve_relay
 
 
 def seen_headers(response: {{ cookiecutter.httpx_package }}.Response) -> dict[str, list[str]]:

@@ -10,8 +10,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import {{ cookiecutter.httpx_package }}
+import pytest
 
-from tests.conftest import RELAY_PREFIXES, SERVICE_POOL, Service, run_service
+from tests.conftest import RELAY_PREFIXES, SERVICE_POOL
+from tests.servers import Service, run_service
+
+# Hundreds of requests, and a service stopped with SIGTERM: `-m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
 
 IN_FLIGHT = 500
 

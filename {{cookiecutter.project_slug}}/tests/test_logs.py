@@ -7,7 +7,7 @@ from typing import Any
 import {{ cookiecutter.httpx_package }}
 import pytest
 
-from tests.conftest import Service, run_service
+from tests.servers import Service, run_service
 
 
 @pytest.fixture(scope="module")

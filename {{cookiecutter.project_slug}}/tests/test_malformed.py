@@ -1,18 +1,10 @@
 """Malformed requests get a 4xx, never a 500 and never a hang."""
 
-import socket
-
 import {{ cookiecutter.httpx_package }}
 import pytest
 
 from tests.conftest import StartRelay
-
-
-def raw_status(url: str, request: bytes) -> int:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(request)
-        return int(sock.recv(65536).split(b" ", 2)[1])
+from tests.wire import exchange
 
 
 @pytest.mark.parametrize(
@@ -26,7 +18,7 @@ def raw_status(url: str, request: bytes) -> int:
     ids=["bad-method-token", "cr-in-header", "bad-content-length", "bad-version"],
 )
 def test_malformed_request_is_a_4xx(relay: str, request_bytes: bytes) -> None:
-    assert 400 <= raw_status(relay, request_bytes) < 500
+    assert 400 <= exchange(relay, request_bytes).status < 500
 
 
 def test_unsupported_method_is_405_with_json_detail(client: {{ cookiecutter.httpx_package }}.Client, prefix: str) -> None:

@@ -7,16 +7,12 @@ from collections.abc import Iterator
 import {{ cookiecutter.httpx_package }}
 import pytest
 
-from tests.conftest import (
-    CLIENT_TLS,
-    Service,
-    StartRelay,
-    run_service,
-    wait_for_no_open_streams,
-)
-from tests.upstream_app import CHUNK, Recorder
+from tests.conftest import StartRelay
+from tests.servers import CLIENT_TLS, Service, linux_only, run_service
+from tests.upstream_app import CHUNK, Recorder, wait_for_no_open_streams
 
 
+@pytest.mark.slow
 def test_large_body_streams_through_intact(client: {{ cookiecutter.httpx_package }}.Client) -> None:
     size = 64 * 1024 * 1024
     digest = hashlib.sha256()
@@ -78,6 +74,8 @@ def test_upstream_failure_mid_body_breaks_the_response_off(
 MIB = 1024 * 1024
 
 
+@pytest.mark.slow
+@linux_only
 def test_memory_does_not_grow_with_the_body_size(upstream: str) -> None:
     with run_service(upstream) as service:
 
@@ -92,6 +90,8 @@ def test_memory_does_not_grow_with_the_body_size(upstream: str) -> None:
     assert large - small < 32 * 1024, (small, large)
 
 
+@pytest.mark.slow
+@linux_only
 def test_request_bodies_stream_to_the_upstream(service: Service) -> None:
     size = 256 * MIB
 

@@ -1,6 +1,5 @@
 """No caller can make the relay reach another host, or a path outside the upstream base path."""
 
-import socket
 from urllib.parse import quote, unquote_to_bytes
 
 import {{ cookiecutter.httpx_package }}
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 from {{ cookiecutter.package_name }}.urls import InvalidTarget, upstream_url
 
 from tests.upstream_app import Recorder
+from tests.wire import send
 
 BASE = {{ cookiecutter.httpx_package }}.URL("http://upstream.test:8080/api/v1/")
 
@@ -99,19 +99,6 @@ def test_any_encoded_path_stays_under_the_base_path(path: str, safe: str) -> Non
     assert not dot_segments(unquote_to_bytes(unquote_to_bytes(raw)))
 
 
-def raw_request(url: str, target: str) -> bytes:
-    """Send a request line exactly as written, bypassing every client-side URL clean-up."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(
-            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode("latin-1")
-        )
-        response = b""
-        while chunk := sock.recv(65536):
-            response += chunk
-    return response
-
-
 @pytest.mark.parametrize(
     "target",
     [
@@ -136,9 +123,8 @@ def test_hostile_targets_never_leave_the_base_path(
     relay: str, recorder: Recorder, prefix: str, target: str
 ) -> None:
     before = len(recorder.paths)
-    response = raw_request(relay, target.format(prefix=prefix.strip("/")))
-    status = int(response.split(b" ", 2)[1])
-    assert status in {200, 400, 404}, response[:200]
+    response = send(relay, target.format(prefix=prefix.strip("/")))
+    assert response.status in {200, 400, 404}, response.raw[:200]
     assert recorder.paths[before:] == []
 
 
@@ -151,6 +137,6 @@ def test_any_path_sent_to_the_relay_stays_under_the_base_path(
 ) -> None:
     before = len(recorder.paths)
     target = f"{prefix}/" + quote(path, safe=safe)
-    response = raw_request(relay, target)
-    assert int(response.split(b" ", 2)[1]) < 500, response[:200]
+    response = send(relay, target)
+    assert response.status < 500, response.raw[:200]
     assert recorder.paths[before:] == []

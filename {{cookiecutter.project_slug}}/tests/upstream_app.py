@@ -8,6 +8,7 @@ import asyncio
 import gzip
 import json
 import threading
+import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -182,3 +183,11 @@ def create_upstream(recorder: Recorder) -> Starlette:
             Route("/{rest:path}", escaped, methods=METHODS),
         ]
     )
+
+
+def wait_for_no_open_streams(recorder: Recorder, seconds: float) -> bool:
+    """Whether the upstream's streamed bodies all end within `seconds` (it notices a close late)."""
+    deadline = time.monotonic() + seconds
+    while recorder.open_streams and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return recorder.open_streams == 0
