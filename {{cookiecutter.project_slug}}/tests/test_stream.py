@@ -8,7 +8,7 @@ import {{ cookiecutter.httpx_package }}
 import pytest
 
 from tests.conftest import StartRelay
-from tests.servers import CLIENT_TLS, Service, linux_only, run_service
+from tests.servers import CLIENT_TLS, Service, linux_only
 from tests.upstream_app import CHUNK, Recorder, wait_for_no_open_streams
 
 
@@ -76,16 +76,16 @@ MIB = 1024 * 1024
 
 @pytest.mark.slow
 @linux_only
-def test_memory_does_not_grow_with_the_body_size(upstream: str) -> None:
-    with run_service(upstream) as service:
+def test_memory_does_not_grow_with_the_body_size(service: Service) -> None:
+    def peak_streaming(size: int) -> int:
+        """The service's peak memory while it streams `size` bytes, from its memory now."""
+        service.reset_peak_rss()
+        with {{ cookiecutter.httpx_package }}.stream("GET", f"{service.url}/stream/bytes/{size}") as response:
+            assert sum(len(chunk) for chunk in response.iter_raw()) == size
+        return service.peak_rss_kib()
 
-        def stream_through(size: int) -> int:
-            with {{ cookiecutter.httpx_package }}.stream("GET", f"{service.url}/stream/bytes/{size}") as response:
-                assert sum(len(chunk) for chunk in response.iter_raw()) == size
-            return service.peak_rss_kib()
-
-        small = stream_through(16 * MIB)
-        large = stream_through(512 * MIB)
+    small = peak_streaming(16 * MIB)
+    large = peak_streaming(512 * MIB)
     # 32x the body, and the peak resident memory grows by less than 32 MiB.
     assert large - small < 32 * 1024, (small, large)
 
