@@ -85,6 +85,7 @@ def init_git(project: Path) -> None:
 
 
 def next_steps(answers: dict[str, str], warning: str | None) -> str:
+    package = answers["package_name"]
     lines = [
         f"Created {answers['project_slug']}.",
         *([f"Warning: {warning}"] if warning else []),
@@ -93,7 +94,8 @@ def next_steps(answers: dict[str, str], warning: str | None) -> str:
         "  uv sync                                   # install the service and its tools",
         "  git add --all && uv run pre-commit run --all-files   # lint, format, type-check",
         "  uv run pytest                             # run its tests",
-        f"  uv run uvicorn {answers['package_name']}.main:app --reload   # serve on http://127.0.0.1:8000",
+        f"  uv run uvicorn {package}.main:app --http {package}.server:HttpProtocol --reload",
+        "      # serve on http://127.0.0.1:8000, with the service's own HTTP protocol",
     ]
     return "\n".join(lines)
 
