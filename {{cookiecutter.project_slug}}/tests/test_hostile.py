@@ -5,19 +5,13 @@ connection if the relay judged it clean. After each misbehaviour, the next calle
 their own responses, never bytes that belong to another exchange.
 """
 
-import json
 import socket
-import uuid
 
 import pytest
 
-from tests.wire import Message, RawUpstream, send
+from tests.wire import RawUpstream, assert_json_error, key, send
 
 ELSEWHERE = b"HTTP/1.1 200 OK\r\nContent-Length: 23\r\n\r\nsomeone else's response"
-
-
-def key() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 def answer(body: bytes, *headers: bytes) -> bytes:
@@ -30,11 +24,6 @@ def assert_next_callers_get_their_own(relay: str, upstream: RawUpstream, prefix:
         name = key()
         response = send(relay, f"{prefix}/{upstream.script(name, answer(name.encode()))}")
         assert (response.status, response.body) == (200, name.encode()), response.raw[:300]
-
-
-def assert_json_error(response: Message, status: int) -> None:
-    assert response.status == status, response.raw[:300]
-    assert json.loads(response.body)["detail"]
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,12 @@ Judged on the wire: the caller writes its request as bytes on a socket, and the 
 (`RawUpstream`) records the bytes that reached it and answers with bytes a test chose.
 """
 
-import json
 import socket
-import uuid
 
 import pytest
 
 from tests.conftest import RELAY_PREFIXES, StartRelay
-from tests.wire import Message, RawUpstream, exchange, send
+from tests.wire import Message, RawUpstream, assert_json_error, exchange, key, send
 
 # What the relay adds to every request, by design.
 RELAY_OWN = {
@@ -23,11 +21,6 @@ RELAY_OWN = {
 }
 
 
-def key() -> str:
-    """A fresh name for one test's requests, so they can be told apart at the upstream."""
-    return uuid.uuid4().hex[:12]
-
-
 def arrived(upstream: RawUpstream, name: str) -> Message:
     (request,) = upstream.received(name)
     return request
@@ -36,11 +29,6 @@ def arrived(upstream: RawUpstream, name: str) -> Message:
 def callers_headers(request: Message) -> list[tuple[bytes, bytes]]:
     """The headers of a relayed request, less the relay's own additions."""
     return [(name, value) for name, value in request.headers if name.lower() not in RELAY_OWN]
-
-
-def assert_json_error(response: Message, status: int) -> None:
-    assert response.status == status, response.raw[:300]
-    assert json.loads(response.body)["detail"]
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,11 @@ exactly the bytes a test gives it, however wrong. `exchange` sends a request wri
 and reads the response as bytes. No HTTP library stands between the test and the wire.
 """
 
+import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -251,3 +253,14 @@ def send(
     elif body:
         lines.append(b"Content-Length: %d" % len(body))
     return exchange(url, b"\r\n".join(lines) + b"\r\n\r\n" + body)
+
+
+def key() -> str:
+    """A fresh name for one test's requests, so they can be told apart at the upstream."""
+    return uuid.uuid4().hex[:12]
+
+
+def assert_json_error(response: Message, status: int) -> None:
+    """`response` has this status and a JSON body with a `detail`."""
+    assert response.status == status, response.raw[:300]
+    assert json.loads(response.body)["detail"]

@@ -43,7 +43,7 @@ _NOT_FROM_CALLER = frozenset(
 # Set by the server that sends the response, or by the relay (its own request id).
 _NOT_FROM_UPSTREAM = frozenset({b"date", b"server", b"x-request-id"})
 # Statuses whose responses have no body: a Content-Length there describes another response.
-_BODILESS_STATUSES = frozenset({204, 304})
+BODILESS_STATUSES = frozenset({204, 304})
 _REWRITTEN_LOCATIONS = frozenset({b"location", b"content-location"})
 
 
@@ -107,7 +107,7 @@ def relayed_response_headers(
     the base URL is rewritten to point at the relay (as nginx's `proxy_redirect default`).
     """
     drop = _NOT_FROM_UPSTREAM
-    if status in _BODILESS_STATUSES:
+    if status in BODILESS_STATUSES:
         drop = drop | {b"content-length"}
     relayed = _end_to_end(headers, drop)
     if locations is not None:

@@ -7,6 +7,7 @@ import anyio
 import {{ cookiecutter.httpx_package }}
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from {{ cookiecutter.package_name }}.headers import BODILESS_STATUSES
 from {{ cookiecutter.package_name }}.relay import (
     RELAY_METHODS,
     build_upstream_request,
@@ -20,9 +21,6 @@ from {{ cookiecutter.package_name }}.settings import Settings
 logger = logging.getLogger(__name__)
 router = APIRouter()
 PREFIX = b"/buffered/"
-
-# Statuses whose responses carry no body, and so no Content-Length of ours.
-_NO_BODY_STATUSES = {204, 304}
 
 
 async def read_within(
@@ -73,7 +71,7 @@ async def buffered(request: Request) -> Response:
         logger.warning("upstream response refused: larger than %s bytes", limit)
         raise HTTPException(502, f"the upstream response is larger than the limit of {limit} bytes")
 
-    if request.method != "HEAD" and response.status_code not in _NO_BODY_STATUSES:
+    if request.method != "HEAD" and response.status_code not in BODILESS_STATUSES:
         # The body may have come chunked: say its length, as read.
         headers = [(name, value) for name, value in headers if name.lower() != b"content-length"]
         headers.append((b"content-length", str(len(content)).encode("ascii")))
