@@ -1,95 +1,85 @@
 """Benchmark every client package x transport combination of the template, side by side.
 
-From the template's root: `python benchmarks/compare.py [--seconds 5]` (needs cookiecutter and
-uv importable by this Python, as `pip install -r requirements-dev.txt` gives, and `wrk`).
+From the template's root: `python -m benchmarks.compare [--seconds 5]` (needs what
+`pip install -r requirements-dev.txt` gives, and `wrk`).
 
 Renders each combination of `httpx_package` and `http_transport` (the other answers at their
 defaults unless given as key=value) into a temporary directory, runs each project's own
-benchmark (`uv run python benchmarks/bench.py`) one after the other, and prints
-one table: the service's requests/s for every body and concurrency in each combination, with
-the baselines measured in the same runs.
+benchmark one after the other, and prints one table: the service's requests/s for every body
+and concurrency in each combination, with the baselines measured in the same runs, and then
+the template's goals for each combination, met or missed.
 """
 
 import argparse
 import itertools
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-TEMPLATE = Path(__file__).resolve().parent.parent
-CHOICES = json.loads((TEMPLATE / "cookiecutter.json").read_text())
-UV = [sys.executable, "-m", "uv"]
+from tests.projects import CHOICES, DEFAULTS, Project, render
+
 BASELINES = {
     "direct": "upstream direct",
     "requests": "requests relay",
     "httpx": "httpx 0.28 relay",
     "bare": "bare ASGI relay",
 }
+SMALL, BIG = "small JSON", "10 MiB"
+# The template's goals for a service: its small requests at 64 connections against the relays
+# written the usual ways, and its share of the upstream's own rate on a 10 MiB body.
+FASTER_THAN = {"httpx": 3.0, "requests": 2.0}
+SHARE_OF_DIRECT = 0.5
 
 
-def interpreter(version: str) -> str | None:
-    """A local CPython `version`: on PATH, else under pyenv; None to let uv find one."""
-    candidates = [shutil.which(f"python{version}")]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates += [
-        str(p) for p in sorted(pyenv_root.glob(f"versions/{version}*/bin/python{version}"), reverse=True)
-    ]
-    for candidate in candidates:
-        if (
-            candidate
-            and subprocess.run([candidate, "--version"], capture_output=True, check=False).returncode == 0
-        ):
-            return candidate
-    return None
-
-
-def environment(python_version: str) -> dict[str, str]:
-    """No inherited virtualenv or version-manager pin; the project's Python for uv."""
-    drop = {"VIRTUAL_ENV", "PYENV_VERSION", "UV_PROJECT_ENVIRONMENT"}
-    env = {key: value for key, value in os.environ.items() if key not in drop}
-    found = interpreter(python_version)
-    if found:
-        env["UV_PYTHON"] = found
-    return env
-
-
-def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> None:
-    print(f"$ {' '.join(command)}", file=sys.stderr, flush=True)
-    result = subprocess.run(command, cwd=cwd, env=env, timeout=timeout, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} exited {result.returncode} in {cwd}")
-
-
-def bench(
-    answers: dict[str, str], workdir: Path, bench_args: list[str], env: dict[str, str]
-) -> dict[str, Any]:
+def bench(answers: dict[str, str], workdir: Path, bench_args: list[str]) -> dict[str, Any]:
     """Render one combination, run its benchmark, and return the results it wrote."""
     name = f"{answers['httpx_package']}-{answers['http_transport']}"
     output = workdir / name
     output.mkdir()
-    run(
-        [sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", str(output), str(TEMPLATE)]
-        + [f"{key}={value}" for key, value in answers.items()],
-        cwd=workdir,
-        env=env,
-        timeout=600,
-    )
-    (project,) = output.iterdir()
+    print(f"Rendering and installing {name} ...", file=sys.stderr, flush=True)
+    rendered = render(output, answers)
+    if rendered.returncode != 0:
+        raise SystemExit(f"rendering {name} failed:\n{rendered.stdout}\n{rendered.stderr}")
+    (path,) = output.iterdir()
+    project = Project(path, {**DEFAULTS, **answers}, shared=workdir / "environments" / name)
     results = workdir / f"{name}.json"
-    run([*UV, "sync", "--locked", "--quiet"], cwd=project, env=env, timeout=900)
-    run(
-        [*UV, "run", "--locked", "python", "benchmarks/bench.py", *bench_args, "--json", str(results)],
-        cwd=project,
-        env=env,
-        timeout=3600,
-    )
+    project.uv("sync", "--locked", "--quiet")
+    command = ["run", "--locked", "--group", "bench", "python", "-m", "benchmarks.bench"]
+    project.uv(*command, *bench_args, "--json", str(results), timeout=3600)
     document: dict[str, Any] = json.loads(results.read_text())
     return document
+
+
+def goals(results: list[dict[str, Any]]) -> list[str]:
+    """The template's goals for one combination's service, each met or missed, where measured."""
+    cells = {(r["target"], r["body"], r["concurrency"]): r for r in results}
+    service = next(r["target"] for r in results if r["target"].startswith("service"))
+    lines = []
+
+    def goal(text: str, met: bool, detail: str) -> None:
+        lines.append(f"- [{'x' if met else ' '}] {text}: {detail}{'' if met else '  **MISSED**'}")
+
+    small = cells.get((service, SMALL, 64))
+    for key, factor in FASTER_THAN.items():
+        base = cells.get((key, SMALL, 64))
+        if small and base and base["requests_per_s"]:
+            got = small["requests_per_s"] / base["requests_per_s"]
+            goal(f"small JSON at 64: >= {factor:g}x the {key} relay", got >= factor, f"{got:.2f}x")
+    if busy := cells.get((service, SMALL, 256)):
+        goal("no errors at 256 connections", busy["errors"] == 0, f"{busy['errors']} errors")
+    for (target, body, connections), r in sorted(cells.items()):
+        direct = cells.get(("direct", BIG, connections))
+        if target == service and body == BIG and direct and direct["mib_per_s"]:
+            share = r["mib_per_s"] / direct["mib_per_s"]
+            detail = f"{share:.0%} ({r['mib_per_s']:,.0f} of {direct['mib_per_s']:,.0f} MiB/s)"
+            if bare := cells.get(("bare", BIG, connections)):
+                detail += f"; the bare relay: {bare['mib_per_s'] / direct['mib_per_s']:.0%}"
+            text = f"10 MiB at {connections}: >= {SHARE_OF_DIRECT:.0%} of the direct rate"
+            goal(text, share >= SHARE_OF_DIRECT, detail)
+    return lines
 
 
 def markdown(headers: list[str], rows: list[list[str]]) -> str:
@@ -172,15 +162,13 @@ def main() -> int:
         print("wrk is not installed: sudo apt-get install -y wrk (or brew install wrk)", file=sys.stderr)
         return 2
     extra = dict(answer.split("=", 1) for answer in args.answers)
-    python_version = extra.get("python_version", CHOICES["python_version"][0])
-    env = environment(python_version)
     workdir = Path(tempfile.mkdtemp(prefix="relay-compare-"))
     runs: dict[str, dict[str, Any]] = {}
     try:
         for package, transport in itertools.product(CHOICES["httpx_package"], CHOICES["http_transport"]):
             answers = {**extra, "httpx_package": package, "http_transport": transport}
             runs[f"{package}+{transport}"] = bench(
-                answers, workdir, ["--seconds", str(args.seconds), *args.bench_arg], env
+                answers, workdir, ["--seconds", str(args.seconds), *args.bench_arg]
             )
     finally:
         if args.keep:
@@ -192,6 +180,9 @@ def main() -> int:
     print(next(iter(runs.values()))["machine"].split("\n", 1)[1])
     print()
     print(combined(runs))
+    for name, document in runs.items():
+        print(f"\n## Goals: {name}\n")
+        print("\n".join(goals(document["results"])))
     return 0
 
 

@@ -1,32 +1,37 @@
 """The generated benchmark is one command away: it starts everything, measures, prints its table.
 
 Its numbers are not asserted (speed is measured by benchmarks, not by timed tests); that the
-command a user runs works, is.
+command a user runs works, is. The template's goals, which `benchmarks/compare.py` judges, are
+checked here on made-up results.
 """
 
 import shutil
+from typing import Any
 
 import pytest
 
-from tests.conftest import DEFAULTS, Bake, environment_key
+from benchmarks.compare import goals
+from tests.projects import DEFAULTS, Bake, environment_key
+
+BENCH = ("run", "--locked", "--group", "bench")
 
 # The default project is rendered and synced by the worker that holds its environment.
 pytestmark = pytest.mark.xdist_group(environment_key(DEFAULTS))
 
 
-def test_benchmark_command_starts(bake: Bake) -> None:
+def test_benchmark_command_starts_and_its_code_passes_mypy_with_its_packages(bake: Bake) -> None:
     project = bake()
-    project.uv("sync", "--locked")
-    result = project.uv("run", "python", "benchmarks/bench.py", "--help")
+    result = project.uv(*BENCH, "python", "-m", "benchmarks.bench", "--help")
     assert "--seconds" in result.stdout
+    # A plain `uv sync` leaves the baselines' packages out; with them, they are type-checked too.
+    project.uv(*BENCH, "mypy")
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
 def test_benchmark_prints_service_and_baselines(bake: Bake) -> None:
     project = bake()
-    project.uv("sync", "--locked")
     quick = ["--seconds", "1", "--warmup", "0", "--small", "4", "--big", "1"]
-    table = project.uv("run", "python", "benchmarks/bench.py", *quick).stdout
+    table = project.uv(*BENCH, "python", "-m", "benchmarks.bench", *quick).stdout
     for target in [
         "service /stream/",
         "service /buffered/",
@@ -36,4 +41,32 @@ def test_benchmark_prints_service_and_baselines(bake: Bake) -> None:
         "bare ASGI relay on aiohttp",
     ]:
         assert f"| {target}" in table, table
-    assert "## Goals" in table
+    assert "## The service relative to each baseline" in table
+
+
+def result(target: str, body: str, connections: int, rate: float, **more: Any) -> dict[str, Any]:
+    return {
+        "target": target,
+        "body": body,
+        "concurrency": connections,
+        "requests_per_s": rate,
+        "mib_per_s": more.get("mib_per_s", 0.0),
+        "errors": more.get("errors", 0),
+    }
+
+
+def test_goals_say_which_hold_and_which_are_missed() -> None:
+    results = [
+        result("service /stream/", "small JSON", 64, 3000),
+        result("service /stream/", "small JSON", 256, 2900, errors=3),
+        result("service /stream/", "10 MiB", 16, 100, mib_per_s=1000),
+        result("httpx", "small JSON", 64, 500),
+        result("requests", "small JSON", 64, 2000),
+        result("direct", "10 MiB", 16, 300, mib_per_s=3000),
+    ]
+    assert goals(results) == [
+        "- [x] small JSON at 64: >= 3x the httpx relay: 6.00x",
+        "- [ ] small JSON at 64: >= 2x the requests relay: 1.50x  **MISSED**",
+        "- [ ] no errors at 256 connections: 3 errors  **MISSED**",
+        "- [ ] 10 MiB at 16: >= 50% of the direct rate: 33% (1,000 of 3,000 MiB/s)  **MISSED**",
+    ]

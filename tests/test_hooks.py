@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 from cookiecutter.environment import StrictEnvironment
 
-from tests.conftest import TEMPLATE
+from tests.projects import TEMPLATE
 
 GOOD = {
     "project_name": "Upstream Relay",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UV, Bake, every_combination, project_env
+from tests.projects import UV, Bake, every_combination, project_env
 
 
 def instructions(dockerfile: str) -> list[tuple[str, str]]:

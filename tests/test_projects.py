@@ -3,7 +3,7 @@ pre-commit (which also runs hadolint and the GitHub workflow schema check), all 
 
 import pytest
 
-from tests.conftest import Bake, every_combination
+from tests.projects import Bake, every_combination
 
 
 @pytest.mark.parametrize("answers", every_combination())

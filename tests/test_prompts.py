@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import render
+from tests.projects import render
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import CHOICES, DEFAULTS, TEMPLATE, Project, project_env
+from tests.projects import CHOICES, DEFAULTS, TEMPLATE, Project, project_env
 
 WORKFLOW = TEMPLATE / ".github" / "workflows" / "ci.yml"
 
@@ -31,8 +31,8 @@ def test_template_workflow_is_valid() -> None:
 
 
 def test_template_code_passes_ruff_and_mypy() -> None:
-    run(sys.executable, "-m", "ruff", "check", "hooks", "tests", cwd=TEMPLATE)
-    run(sys.executable, "-m", "ruff", "format", "--check", "hooks", "tests", cwd=TEMPLATE)
+    run(sys.executable, "-m", "ruff", "check", "benchmarks", "hooks", "tests", cwd=TEMPLATE)
+    run(sys.executable, "-m", "ruff", "format", "--check", "benchmarks", "hooks", "tests", cwd=TEMPLATE)
     run(sys.executable, "-m", "mypy", cwd=TEMPLATE)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CHOICES, DEFAULTS, TEMPLATE, Bake, Project, combination_id, environment_key
+from tests.projects import CHOICES, DEFAULTS, TEMPLATE, Bake, Project, combination_id, environment_key
 
 PREFIXES = ["/stream", "/buffered"]
 # What the relay adds to a request, by design: dropped from httpbin's echo before comparing.

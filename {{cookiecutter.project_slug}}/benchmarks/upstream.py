@@ -2,8 +2,8 @@
 
 `GET /small.json` answers a small JSON object; `GET /10mb` answers 10 MiB of bytes in 1 MiB
 chunks with a Content-Length. Anything else is 404. Each answer starts after
-`BENCH_UPSTREAM_DELAY_MS` milliseconds (0 by default), to play a remote API. Run by bench.py as
-`python -m uvicorn upstream:app --app-dir benchmarks --lifespan off ...`.
+`BENCH_UPSTREAM_DELAY_MS` milliseconds (0 by default), to play a remote API. bench.py runs it as
+`uvicorn benchmarks.upstream:app --lifespan off`.
 """
 
 import asyncio

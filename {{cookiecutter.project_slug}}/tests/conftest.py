@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 import pytest
 
 from tests.servers import CLIENT_TLS, Service, relay_settings, run_service, serve, serve_relay
@@ -71,8 +71,8 @@ def wire_relay(raw_upstream: RawUpstream) -> Iterator[str]:
 
 
 @pytest.fixture
-def client(relay: str) -> Iterator[{{ cookiecutter.httpx_package }}.Client]:
-    with {{ cookiecutter.httpx_package }}.Client(base_url=relay, timeout=10, verify=CLIENT_TLS) as client:
+def client(relay: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=relay, timeout=10, verify=CLIENT_TLS) as client:
         yield client
 
 

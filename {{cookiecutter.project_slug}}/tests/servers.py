@@ -1,5 +1,8 @@
-"""Real servers on 127.0.0.1 for the tests: apps under uvicorn in a thread (`serve`,
-`serve_relay`), and the service in its own process, as in production (`run_service`)."""
+"""Real servers on 127.0.0.1: apps under uvicorn in a thread (`serve`, `serve_relay`), and
+apps in their own uvicorn process (`run_uvicorn`), the service as in production (`run_service`).
+
+The tests and the benchmark both start their servers here.
+"""
 
 import asyncio
 import os
@@ -11,13 +14,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 import pytest
 import uvicorn
 from starlette.types import ASGIApp
@@ -98,7 +101,7 @@ linux_only = pytest.mark.skipif(
 
 @dataclass
 class Service:
-    """The service running in its own uvicorn process, as in production."""
+    """An app running in its own uvicorn process: the service, or the benchmark's servers."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -146,26 +149,32 @@ class Service:
         return self.process.wait(timeout=30)
 
 
+# How the image runs the service (its Dockerfile's CMD): the tests and the benchmark do the same.
+SERVICE_APP = "{{ cookiecutter.package_name }}.main:app"
+SERVICE_OPTIONS = ("--http", "{{ cookiecutter.package_name }}.server:HttpProtocol")
+
+
 @contextmanager
-def run_service(upstream: str, **settings: str) -> Iterator[Service]:
-    """Start `uvicorn <package>.main:app` in a subprocess configured through its environment."""
+def run_uvicorn(
+    app: str, *options: str, env: Mapping[str, str], ready: str = "/healthz"
+) -> Iterator[Service]:
+    """Start `uvicorn app` in its own process on a free port; yield it once `ready` answers 200.
+
+    It runs in an empty directory, so a `.env` in the project cannot change what is tested.
+    The process is killed on the way out if it is still running.
+    """
     port = free_port()
-    # As the image does: no proxy trusted (uvicorn would trust 127.0.0.1).
-    env = {**os.environ, "UPSTREAM_BASE_URL": f"{upstream}/api/", "FORWARDED_ALLOW_IPS": ""}
-    env.update(settings)
     command = [
-        sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:app",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-        "--timeout-graceful-shutdown", "10",
-        "--http", "{{ cookiecutter.package_name }}.server:HttpProtocol",
+        sys.executable, "-m", "uvicorn", app,
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *options,
     ]  # fmt: skip
     with tempfile.TemporaryDirectory() as directory:
-        log_path = Path(directory) / "service.log"
+        log_path = Path(directory) / "uvicorn.log"
         with log_path.open("wb") as log:
-            process = subprocess.Popen(command, env=env, stderr=log, stdout=log)
+            process = subprocess.Popen(command, env=env, cwd=directory, stderr=log, stdout=log)
         service = Service(f"http://127.0.0.1:{port}", process, log_path)
         try:
-            wait_until_healthy(service)
+            wait_until_ready(service, ready)
             yield service
         finally:
             if process.poll() is None:
@@ -173,15 +182,23 @@ def run_service(upstream: str, **settings: str) -> Iterator[Service]:
                 process.wait()
 
 
-def wait_until_healthy(service: Service, seconds: float = 30) -> None:
+def run_service(upstream: str, **settings: str) -> AbstractContextManager[Service]:
+    """The service as in production, configured through its environment, relaying to `upstream`."""
+    # As the image does: no proxy trusted (uvicorn would trust 127.0.0.1).
+    env = {**os.environ, "UPSTREAM_BASE_URL": f"{upstream}/api/", "FORWARDED_ALLOW_IPS": ""}
+    env.update(settings)
+    return run_uvicorn(SERVICE_APP, *SERVICE_OPTIONS, "--timeout-graceful-shutdown", "10", env=env)
+
+
+def wait_until_ready(service: Service, path: str, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
-    with {{ cookiecutter.httpx_package }}.Client(base_url=service.url, verify=CLIENT_TLS) as probe:
+    with httpx.Client(base_url=service.url, verify=CLIENT_TLS) as probe:
         while True:
             assert service.process.poll() is None, service.log()
-            assert time.monotonic() < deadline, "the service did not start"
+            assert time.monotonic() < deadline, f"{path} did not answer 200:\n{service.log()}"
             try:
-                if probe.get("/healthz").status_code == 200:
+                if probe.get(path).status_code == 200:
                     return
-            except {{ cookiecutter.httpx_package }}.TransportError:
+            except httpx.TransportError:
                 pass
             time.sleep(0.05)

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 import pytest
 
 from {{ cookiecutter.package_name }}.app import create_app
@@ -13,13 +13,13 @@ from {{ cookiecutter.package_name }}.settings import Settings, load_settings
 from tests.servers import relay_settings
 
 
-def test_healthz(client: {{ cookiecutter.httpx_package }}.Client) -> None:
+def test_healthz(client: httpx.Client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_readyz(client: {{ cookiecutter.httpx_package }}.Client) -> None:
+def test_readyz(client: httpx.Client) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ready"}
@@ -31,7 +31,7 @@ async def test_lifespan_opens_one_shared_client_and_closes_it(upstream: str) -> 
     async with app.router.lifespan_context(app) as state:
         assert state is not None
         client = state["upstream"]
-        assert isinstance(client, {{ cookiecutter.httpx_package }}.AsyncClient)
+        assert isinstance(client, httpx.AsyncClient)
         assert not client.is_closed
         assert str(client.base_url) == f"{upstream}/api/"
         assert (await client.get("status/200")).status_code == 200
@@ -64,6 +64,7 @@ def test_invalid_setting_is_named_in_one_line(
     assert "\n" not in message
 
 
+@pytest.mark.slow
 def test_invalid_settings_stop_start_up_without_a_traceback() -> None:
     env = {**os.environ, "UPSTREAM_TIMEOUT": "soon"}
     result = subprocess.run(

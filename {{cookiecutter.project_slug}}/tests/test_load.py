@@ -9,13 +9,13 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 import pytest
 
 from tests.conftest import RELAY_PREFIXES, SERVICE_POOL
 from tests.servers import Service, run_service
 
-# Hundreds of requests, and a service stopped with SIGTERM: `-m "not slow"` leaves them out.
+# Hundreds of requests, and a service stopped with SIGTERM.
 pytestmark = pytest.mark.slow
 
 IN_FLIGHT = 500
@@ -72,7 +72,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_closes_the_client(upstream: 
     with run_service(upstream) as service, ThreadPoolExecutor(len(RELAY_PREFIXES)) as pool:
         # A request in flight on every relay endpoint when the signal arrives.
         in_flight = [
-            pool.submit({{ cookiecutter.httpx_package }}.get, f"{service.url}{prefix}/slow?seconds=1", timeout=10)
+            pool.submit(httpx.get, f"{service.url}{prefix}/slow?seconds=1", timeout=10)
             for prefix in RELAY_PREFIXES
         ]
         time.sleep(0.3)

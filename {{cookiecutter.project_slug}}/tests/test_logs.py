@@ -4,10 +4,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 import pytest
 
 from tests.servers import Service, run_service
+
+# Each test reads the log of the service running in its own process, as in production.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,7 @@ def entries(service: Service, request_id: str) -> list[dict[str, Any]]:
 def test_each_request_is_one_structured_line_with_its_id(
     json_service: Service, prefix: str
 ) -> None:
-    response = {{ cookiecutter.httpx_package }}.get(f"{json_service.url}{prefix}/bytes/1000")
+    response = httpx.get(f"{json_service.url}{prefix}/bytes/1000")
     (line,) = entries(json_service, response.headers["x-request-id"])
     assert line["method"] == "GET"
     assert line["path"] == f"{prefix}/bytes/1000"
@@ -36,7 +39,7 @@ def test_each_request_is_one_structured_line_with_its_id(
 def test_an_upstream_error_is_logged_once_with_its_cause(
     json_service: Service, prefix: str
 ) -> None:
-    response = {{ cookiecutter.httpx_package }}.get(f"{json_service.url}{prefix}/slow?seconds=3", timeout=10)
+    response = httpx.get(f"{json_service.url}{prefix}/slow?seconds=3", timeout=10)
     assert response.status_code == 504
     request_id = response.headers["x-request-id"]
     # The access line comes last, once the response is sent.
@@ -50,7 +53,7 @@ def test_an_upstream_error_is_logged_once_with_its_cause(
 # The shared service logs in plain text; other tests use it too, so each reads only its own part.
 def test_plain_lines_carry_the_request_id(service: Service, prefix: str) -> None:
     mark = service.log_mark()
-    response = {{ cookiecutter.httpx_package }}.get(
+    response = httpx.get(
         f"{service.url}{prefix}/status/200", headers={"x-request-id": "trace-me-42"}
     )
     assert response.headers["x-request-id"] == "trace-me-42"
@@ -59,6 +62,6 @@ def test_plain_lines_carry_the_request_id(service: Service, prefix: str) -> None
 
 def test_control_characters_in_a_path_cannot_forge_log_lines(service: Service, prefix: str) -> None:
     mark = service.log_mark()
-    response = {{ cookiecutter.httpx_package }}.get(f"{service.url}{prefix}/a%0d%0aINFO%20forged")
+    response = httpx.get(f"{service.url}{prefix}/a%0d%0aINFO%20forged")
     assert service.log_lines_with(response.headers["x-request-id"], since=mark)
     assert not any(line.startswith("INFO forged") for line in service.log(since=mark).splitlines())

@@ -1,6 +1,6 @@
 """Malformed requests get a 4xx, never a 500 and never a hang."""
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 import pytest
 
 from tests.conftest import StartRelay
@@ -21,7 +21,7 @@ def test_malformed_request_is_a_4xx(relay: str, request_bytes: bytes) -> None:
     assert 400 <= exchange(relay, request_bytes).status < 500
 
 
-def test_unsupported_method_is_405_with_json_detail(client: {{ cookiecutter.httpx_package }}.Client, prefix: str) -> None:
+def test_unsupported_method_is_405_with_json_detail(client: httpx.Client, prefix: str) -> None:
     response = client.request("PROPFIND", f"{prefix}/echo/x")
     assert response.status_code == 405
     assert response.json()["detail"]
@@ -33,7 +33,7 @@ def test_unsupported_method_is_405_with_json_detail(client: {{ cookiecutter.http
     ids=["one-huge-header", "many-headers"],
 )
 def test_oversized_headers_are_431_with_json_detail(
-    client: {{ cookiecutter.httpx_package }}.Client, prefix: str, headers: dict[str, str]
+    client: httpx.Client, prefix: str, headers: dict[str, str]
 ) -> None:
     response = client.get(f"{prefix}/echo/x", headers=headers)
     assert response.status_code == 431
@@ -43,8 +43,8 @@ def test_oversized_headers_are_431_with_json_detail(
 def test_header_limit_is_configurable(start_relay: StartRelay, prefix: str) -> None:
     with start_relay(max_header_bytes=2048) as url:
         assert (
-            {{ cookiecutter.httpx_package }}.get(f"{url}{prefix}/status/200", headers={"x-a": "a" * 1000}).status_code == 200
+            httpx.get(f"{url}{prefix}/status/200", headers={"x-a": "a" * 1000}).status_code == 200
         )
         assert (
-            {{ cookiecutter.httpx_package }}.get(f"{url}{prefix}/status/200", headers={"x-a": "a" * 3000}).status_code == 431
+            httpx.get(f"{url}{prefix}/status/200", headers={"x-a": "a" * 3000}).status_code == 431
         )

@@ -4,7 +4,7 @@ import asyncio
 import hashlib
 from collections.abc import Iterator
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 import pytest
 
 from tests.conftest import StartRelay
@@ -13,7 +13,7 @@ from tests.upstream_app import CHUNK, Recorder, wait_for_no_open_streams
 
 
 @pytest.mark.slow
-def test_large_body_streams_through_intact(client: {{ cookiecutter.httpx_package }}.Client) -> None:
+def test_large_body_streams_through_intact(client: httpx.Client) -> None:
     size = 64 * 1024 * 1024
     digest = hashlib.sha256()
     received = 0
@@ -28,7 +28,7 @@ def test_large_body_streams_through_intact(client: {{ cookiecutter.httpx_package
 
 @pytest.mark.parametrize("query", ["", "?sized"], ids=["chunked", "content-length"])
 def test_first_bytes_arrive_before_the_upstream_has_finished(
-    client: {{ cookiecutter.httpx_package }}.Client, recorder: Recorder, query: str
+    client: httpx.Client, recorder: Recorder, query: str
 ) -> None:
     recorder.gate.clear()
     with client.stream("GET", f"/stream/gated{query}") as response:
@@ -40,6 +40,7 @@ def test_first_bytes_arrive_before_the_upstream_has_finished(
         assert b"".join(chunks) == b"last"
 
 
+@pytest.mark.slow
 def test_client_disconnects_close_the_upstream_response(
     start_relay: StartRelay, recorder: Recorder
 ) -> None:
@@ -47,7 +48,7 @@ def test_client_disconnects_close_the_upstream_response(
 
     async def disconnect_once(url: str) -> None:
         async with (
-            {{ cookiecutter.httpx_package }}.AsyncClient(base_url=url, verify=CLIENT_TLS) as client,
+            httpx.AsyncClient(base_url=url, verify=CLIENT_TLS) as client,
             client.stream("GET", endless) as response,
         ):
             async for _chunk in response.aiter_raw():
@@ -58,15 +59,15 @@ def test_client_disconnects_close_the_upstream_response(
         for _ in range(20):
             asyncio.run(disconnect_once(url))
             assert wait_for_no_open_streams(recorder, seconds=2), "upstream stream left open"
-        assert {{ cookiecutter.httpx_package }}.get(f"{url}/stream/status/200").status_code == 200
+        assert httpx.get(f"{url}/stream/status/200").status_code == 200
 
 
 def test_upstream_failure_mid_body_breaks_the_response_off(
-    client: {{ cookiecutter.httpx_package }}.Client,
+    client: httpx.Client,
 ) -> None:
     with client.stream("GET", "/stream/broken") as response:
         assert response.status_code == 200
-        with pytest.raises({{ cookiecutter.httpx_package }}.RemoteProtocolError):
+        with pytest.raises(httpx.RemoteProtocolError):
             for _chunk in response.iter_raw():
                 pass
 
@@ -80,7 +81,7 @@ def test_memory_does_not_grow_with_the_body_size(service: Service) -> None:
     def peak_streaming(size: int) -> int:
         """The service's peak memory while it streams `size` bytes, from its memory now."""
         service.reset_peak_rss()
-        with {{ cookiecutter.httpx_package }}.stream("GET", f"{service.url}/stream/bytes/{size}") as response:
+        with httpx.stream("GET", f"{service.url}/stream/bytes/{size}") as response:
             assert sum(len(chunk) for chunk in response.iter_raw()) == size
         return service.peak_rss_kib()
 
@@ -101,7 +102,7 @@ def test_request_bodies_stream_to_the_upstream(service: Service) -> None:
 
     service.reset_peak_rss()
     before = service.peak_rss_kib()
-    response = {{ cookiecutter.httpx_package }}.post(
+    response = httpx.post(
         f"{service.url}/stream/sink",
         content=body(),
         headers={"content-length": str(size)},
@@ -112,13 +113,14 @@ def test_request_bodies_stream_to_the_upstream(service: Service) -> None:
     assert after - before < 32 * 1024, (before, after)
 
 
+@pytest.mark.slow
 def test_upstream_failures_mid_body_do_not_leak_connections(start_relay: StartRelay) -> None:
     with start_relay(upstream_max_connections=2, upstream_pool_timeout=1) as url:
         for _ in range(6):
             with (
-                {{ cookiecutter.httpx_package }}.Client(base_url=url) as client,
+                httpx.Client(base_url=url) as client,
                 client.stream("GET", "/stream/broken") as response,
-                pytest.raises({{ cookiecutter.httpx_package }}.RemoteProtocolError),
+                pytest.raises(httpx.RemoteProtocolError),
             ):
                 response.read()
-        assert {{ cookiecutter.httpx_package }}.get(f"{url}/stream/status/200").status_code == 200
+        assert httpx.get(f"{url}/stream/status/200").status_code == 200

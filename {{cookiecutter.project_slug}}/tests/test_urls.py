@@ -2,7 +2,7 @@
 
 from urllib.parse import quote, unquote_to_bytes
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,7 +12,7 @@ from {{ cookiecutter.package_name }}.urls import InvalidTarget, upstream_url
 from tests.upstream_app import Recorder
 from tests.wire import send
 
-BASE = {{ cookiecutter.httpx_package }}.URL("http://upstream.test:8080/api/v1/")
+BASE = httpx.URL("http://upstream.test:8080/api/v1/")
 
 
 def test_path_and_query_are_appended_to_the_base_path_as_sent() -> None:

@@ -6,7 +6,7 @@ drops the keep-alive connection without telling the caller.
 
 import logging
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
@@ -27,17 +27,17 @@ def _error(status_code: int, detail: str, headers: dict[str, str] | None = None)
 
 def classify(exc: Exception) -> tuple[int, str]:
     """The status code and message a caller gets for a failed upstream exchange."""
-    if isinstance(exc, {{ cookiecutter.httpx_package }}.LocalProtocolError):
+    if isinstance(exc, httpx.LocalProtocolError):
         # What the relay sends comes from the caller: it is the caller's request that cannot go.
         return 400, "the request cannot be relayed as it was sent"
     if isinstance(exc, InvalidUpstreamResponse | MalformedResponse):
         return 502, str(exc)
     # PoolTimeout is a TimeoutException: it has to be tested first.
-    if isinstance(exc, {{ cookiecutter.httpx_package }}.PoolTimeout):
+    if isinstance(exc, httpx.PoolTimeout):
         return 503, "no upstream connection is free; retry shortly"
-    if isinstance(exc, {{ cookiecutter.httpx_package }}.TimeoutException):
+    if isinstance(exc, httpx.TimeoutException):
         return 504, "the upstream did not answer in time"
-    if isinstance(exc, {{ cookiecutter.httpx_package }}.ConnectError):
+    if isinstance(exc, httpx.ConnectError):
         return 502, "could not connect to the upstream"
     return 502, "the upstream sent an invalid or incomplete response"
 
@@ -91,7 +91,7 @@ async def client_gone(request: Request, exc: Exception) -> Response:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers above on the app."""
-    app.add_exception_handler({{ cookiecutter.httpx_package }}.RequestError, upstream_error)
+    app.add_exception_handler(httpx.RequestError, upstream_error)
     app.add_exception_handler(InvalidTarget, invalid_target)
     app.add_exception_handler(UpgradeRefused, upgrade_refused)
     app.add_exception_handler(CallerTooSlow, caller_too_slow)

@@ -11,7 +11,7 @@ lenient parser would read differently from a strict one: a bare LF as a line end
 
 import re
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _HEAD_END = b"\r\n\r\n"
@@ -20,7 +20,7 @@ _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
 _MAX_LINE_BYTES = 1024 * 1024
 
 
-class MalformedResponse({{ cookiecutter.httpx_package }}.RemoteProtocolError):
+class MalformedResponse(httpx.RemoteProtocolError):
     """The upstream's response is not HTTP/1.1 that every parser reads the same way, or its head
     is larger than the relay accepts."""
 

@@ -10,7 +10,7 @@ request. Endpoints of your own declare `Upstream` and `AppSettings` parameters a
 from collections.abc import AsyncIterable, AsyncIterator
 
 import anyio
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 from fastapi import Request
 
 from {{ cookiecutter.package_name }}.headers import (
@@ -32,7 +32,7 @@ class CallerTooSlow(Exception):
     """The caller's body stopped arriving for longer than `CLIENT_BODY_TIMEOUT`."""
 
 
-class InvalidUpstreamResponse({{ cookiecutter.httpx_package }}.RemoteProtocolError):
+class InvalidUpstreamResponse(httpx.RemoteProtocolError):
     """The upstream's answer cannot be relayed as it is: its status cannot end an exchange."""
 
 
@@ -75,11 +75,11 @@ def has_body(request: Request) -> bool:
 
 
 def build_upstream_request(
-    client: {{ cookiecutter.httpx_package }}.AsyncClient,
+    client: httpx.AsyncClient,
     request: Request,
     prefix: bytes,
     content: bytes | AsyncIterable[bytes] | None,
-) -> {{ cookiecutter.httpx_package }}.Request:
+) -> httpx.Request:
     """The caller's request, addressed to the upstream, with the relay's headers.
 
     Built as a bare request rather than with `client.build_request`, which would add the client
@@ -100,7 +100,7 @@ def build_upstream_request(
         # A streamed body keeps its declared length (the server in front holds the caller to
         # it) rather than going upstream chunked.
         headers.append((b"content-length", request.headers["content-length"].encode("latin-1")))
-    return {{ cookiecutter.httpx_package }}.Request(
+    return httpx.Request(
         request.method,
         url,
         headers=headers,
@@ -109,7 +109,7 @@ def build_upstream_request(
     )
 
 
-def response_headers(upstream: {{ cookiecutter.httpx_package }}.Response, settings: Settings, prefix: bytes) -> RawHeaders:
+def response_headers(upstream: httpx.Response, settings: Settings, prefix: bytes) -> RawHeaders:
     """Check the upstream's answer can be relayed; the headers the caller gets with it.
 
     Raises `InvalidUpstreamResponse` (a 502 for the caller) for a status that cannot end an

@@ -19,14 +19,10 @@ from typing import Any, cast
 
 import aiohttp
 import anyio
-{% if cookiecutter.httpx_package == "httpx2" -%}
-import httpx2 as httpx
-{%- else -%}
-import httpx
-{%- endif %}
+{{ cookiecutter.__httpx_import }}
 import yarl
 from aiohttp.client_proto import ResponseHandler
-from httpx_aiohttp{% if cookiecutter.httpx_package == "httpx2" %}.httpx2{% endif %}.transport import AiohttpTransport
+from {{ cookiecutter.__aiohttp_transport }} import AiohttpTransport
 from multidict import CIMultiDict
 
 from {{ cookiecutter.package_name }}.framing import MalformedResponse, ResponseFraming

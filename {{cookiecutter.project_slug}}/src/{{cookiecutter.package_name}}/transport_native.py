@@ -12,13 +12,8 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-{% if cookiecutter.httpx_package == "httpx2" -%}
-import httpcore2 as httpcore
-import httpx2 as httpx
-{%- else -%}
-import httpcore
-import httpx
-{%- endif %}
+{{ cookiecutter.__httpcore_import }}
+{{ cookiecutter.__httpx_import }}
 
 from {{ cookiecutter.package_name }}.framing import ResponseFraming
 

@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Annotated, TypedDict
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 from fastapi import Depends, FastAPI, Request
 
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -22,23 +22,23 @@ logger = logging.getLogger(__name__)
 class State(TypedDict):
     """What the lifespan hands to every request (as `request.state`)."""
 
-    upstream: {{ cookiecutter.httpx_package }}.AsyncClient
+    upstream: httpx.AsyncClient
     settings: Settings
 
 
-def build_client(settings: Settings) -> {{ cookiecutter.httpx_package }}.AsyncClient:
+def build_client(settings: Settings) -> httpx.AsyncClient:
     """The client with the pool limits and timeouts from the settings."""
-    timeout = {{ cookiecutter.httpx_package }}.Timeout(
+    timeout = httpx.Timeout(
         settings.upstream_timeout,
         connect=settings.upstream_connect_timeout,
         pool=settings.upstream_pool_timeout,
     )
-    limits = {{ cookiecutter.httpx_package }}.Limits(
+    limits = httpx.Limits(
         max_connections=settings.upstream_max_connections,
         max_keepalive_connections=settings.upstream_max_keepalive_connections,
         keepalive_expiry=settings.upstream_keepalive_expiry,
     )
-    return {{ cookiecutter.httpx_package }}.AsyncClient(
+    return httpx.AsyncClient(
         base_url=settings.upstream_base_url,
         timeout=timeout,
         # A custom transport ignores `limits=` on the client: it takes them itself.
@@ -67,8 +67,8 @@ def lifespan_for(
 
 # Both are `async def` though they never wait: FastAPI runs a plain `def` dependency in a
 # worker thread, a hop that costs every request more than the lookup itself.
-async def get_upstream(request: Request) -> {{ cookiecutter.httpx_package }}.AsyncClient:
-    client: {{ cookiecutter.httpx_package }}.AsyncClient = request.state.upstream
+async def get_upstream(request: Request) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = request.state.upstream
     return client
 
 
@@ -78,5 +78,5 @@ async def get_settings(request: Request) -> Settings:
 
 
 # Declare a parameter with these types to get the shared client or the settings in an endpoint.
-Upstream = Annotated[{{ cookiecutter.httpx_package }}.AsyncClient, Depends(get_upstream)]
+Upstream = Annotated[httpx.AsyncClient, Depends(get_upstream)]
 AppSettings = Annotated[Settings, Depends(get_settings)]

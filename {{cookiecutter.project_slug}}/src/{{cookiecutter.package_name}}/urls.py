@@ -8,7 +8,7 @@ above the base path, whatever the upstream decodes.
 import re
 from urllib.parse import unquote_to_bytes
 
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 
 # A raw path or query must already be percent-encoded: visible ASCII only, no fragment, and
 # none of the characters RFC 3986 leaves out of URLs, which the client would encode on its way.
@@ -26,7 +26,7 @@ def _has_dot_segment(path: bytes) -> bool:
     return any(segment.split(b";", 1)[0] in {b".", b".."} for segment in path.split(b"/"))
 
 
-def upstream_url(base_url: {{ cookiecutter.httpx_package }}.URL, raw_path: bytes, query: bytes) -> {{ cookiecutter.httpx_package }}.URL:
+def upstream_url(base_url: httpx.URL, raw_path: bytes, query: bytes) -> httpx.URL:
     """Append the caller's raw relay path and raw query string to the base URL, or refuse them.
 
     The path is never parsed as a URL, so `http://evil/` and `@evil` stay plain segments. It is

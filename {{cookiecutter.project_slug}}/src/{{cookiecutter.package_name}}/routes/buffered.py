@@ -4,7 +4,7 @@ import logging
 from collections.abc import AsyncIterable
 
 import anyio
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from {{ cookiecutter.package_name }}.headers import BODILESS_STATUSES
@@ -42,7 +42,7 @@ async def read_within(
 async def buffered(request: Request) -> Response:
     """Relay the request upstream, read the whole response, and return it as it came."""
     refuse_upgrade(request)
-    upstream: {{ cookiecutter.httpx_package }}.AsyncClient = request.state.upstream
+    upstream: httpx.AsyncClient = request.state.upstream
     settings: Settings = request.state.settings
     limit = settings.buffered_max_bytes
     body: bytes | None = None
@@ -66,7 +66,7 @@ async def buffered(request: Request) -> Response:
                 await response.aclose()
     except TimeoutError as exc:
         # Mapped to 504 like every other upstream timeout.
-        raise {{ cookiecutter.httpx_package }}.TimeoutException("the whole exchange took too long") from exc
+        raise httpx.TimeoutException("the whole exchange took too long") from exc
     if content is None:
         logger.warning("upstream response refused: larger than %s bytes", limit)
         raise HTTPException(502, f"the upstream response is larger than the limit of {limit} bytes")

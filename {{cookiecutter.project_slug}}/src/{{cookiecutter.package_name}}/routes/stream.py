@@ -4,7 +4,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import anyio
-import {{ cookiecutter.httpx_package }}
+{{ cookiecutter.__httpx_import }}
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -58,7 +58,7 @@ class UpstreamStreamingResponse(StreamingResponse):
 
     def __init__(
         self,
-        upstream: {{ cookiecutter.httpx_package }}.Response,
+        upstream: httpx.Response,
         headers: RawHeaders,
         chunks: AsyncIterator[bytes],
     ) -> None:
@@ -70,7 +70,7 @@ class UpstreamStreamingResponse(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
-        except {{ cookiecutter.httpx_package }}.TransportError as exc:
+        except httpx.TransportError as exc:
             # The status line is already sent: returning without finishing the body makes the
             # server break the connection off, so the caller can tell the body is incomplete.
             logger.error(
@@ -80,7 +80,7 @@ class UpstreamStreamingResponse(StreamingResponse):
             await self.upstream.aclose()
 
 
-async def relay_response(upstream: {{ cookiecutter.httpx_package }}.Response, headers: RawHeaders) -> Response:
+async def relay_response(upstream: httpx.Response, headers: RawHeaders) -> Response:
     """The upstream's response for the caller: streamed, unless it is small and already here.
 
     Streaming costs a task per response that watches for the caller leaving. A body that
@@ -110,7 +110,7 @@ async def relay_response(upstream: {{ cookiecutter.httpx_package }}.Response, he
 async def stream(request: Request) -> Response:
     """Relay the request upstream and stream the response back (the request body streams too)."""
     refuse_upgrade(request)
-    upstream: {{ cookiecutter.httpx_package }}.AsyncClient = request.state.upstream
+    upstream: httpx.AsyncClient = request.state.upstream
     settings: Settings = request.state.settings
     content = caller_body(request, settings.client_body_timeout) if has_body(request) else None
     upstream_request = build_upstream_request(upstream, request, PREFIX, content)

@@ -1,0 +1,152 @@
+"""A small language for testing the template: `render` it with some answers into a `Project`,
+and run in that project the commands its users would run.
+
+Every combination of choices is read from cookiecutter.json itself, so a new choice is tested
+as soon as it is offered. The tests (through conftest's `bake` fixture) and
+`benchmarks/compare.py` both use it.
+"""
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+CONTEXT = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+CHOICES: dict[str, list[str]] = {key: value for key, value in CONTEXT.items() if isinstance(value, list)}
+DEFAULTS: dict[str, str] = {key: value[0] for key, value in CHOICES.items()}
+COMBINATIONS: list[dict[str, str]] = [
+    dict(zip(CHOICES, values, strict=True)) for values in itertools.product(*CHOICES.values())
+]
+UV = [sys.executable, "-m", "uv"]
+
+
+def combination_id(answers: dict[str, str]) -> str:
+    """`both-py3.13-httpx2-aiohttp`: the choices, in the order cookiecutter.json asks them."""
+    return "-".join(f"py{value}" if key == "python_version" else value for key, value in answers.items())
+
+
+def environment_key(answers: dict[str, str]) -> str:
+    """Combinations that install the same packages share one environment, keyed by this."""
+    return combination_id({k: v for k, v in answers.items() if k != "response_mode"})
+
+
+def every_combination() -> list[object]:
+    """Every combination as a test parameter, kept on one xdist worker per environment.
+
+    So each combination is rendered once, and no shared environment is synced twice at once.
+    """
+    return [
+        pytest.param(
+            answers,
+            id=combination_id(answers),
+            marks=pytest.mark.xdist_group(environment_key(answers)),
+        )
+        for answers in COMBINATIONS
+    ]
+
+
+def interpreter(version: str) -> str:
+    """A local CPython for `version`: on PATH, under pyenv, or else the version for uv to fetch."""
+    candidates = [shutil.which(f"python{version}")]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    found = sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"), reverse=True)
+    candidates += [str(path) for path in found]
+    for candidate in candidates:
+        if (
+            candidate
+            and subprocess.run([candidate, "--version"], capture_output=True, check=False).returncode == 0
+        ):
+            return str(candidate)
+    return version
+
+
+def project_env(python_version: str, shared: Path | None = None) -> dict[str, str]:
+    """The environment a project's commands run in: its own interpreter, no inherited venv.
+
+    With `shared`, the project installs into that virtualenv (and keeps mypy's cache beside it):
+    `uv sync --locked` makes it exactly what this project's lock file says either way.
+    """
+    # PYTHONDONTWRITEBYTECODE too: the checks start dozens of Python processes, and each would
+    # compile every module it imports again (about half of a service's start-up).
+    inherited = {
+        "VIRTUAL_ENV",
+        "PYENV_VERSION",
+        "UV_PROJECT_ENVIRONMENT",
+        "MYPY_CACHE_DIR",
+        "PYTHONDONTWRITEBYTECODE",
+    }
+    env = {k: v for k, v in os.environ.items() if k not in inherited}
+    env["UV_PYTHON"] = interpreter(python_version)
+    if shared is not None:
+        env["UV_PROJECT_ENVIRONMENT"] = str(shared / "venv")
+        env["MYPY_CACHE_DIR"] = str(shared / "mypy")
+    return env
+
+
+@dataclass(frozen=True)
+class Project:
+    """A rendered project, and the commands its users would run in it."""
+
+    path: Path
+    answers: dict[str, str]
+    shared: Path | None = None
+
+    @property
+    def package(self) -> Path:
+        """The rendered Python package, `src/<package_name>`."""
+        (package,) = (self.path / "src").iterdir()
+        return package
+
+    def files(self) -> set[str]:
+        """Every file the template rendered, relative to the project (tool output excluded)."""
+        skip = {".git", ".venv", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", "__pycache__"}
+        return {
+            path.relative_to(self.path).as_posix()
+            for path in self.path.rglob("*")
+            if path.is_file() and not skip & set(path.relative_to(self.path).parts)
+        }
+
+    def read(self, relative: str) -> str:
+        return (self.path / relative).read_text()
+
+    def run(self, *command: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        """Run a command in the project; fail the test with its output if it fails."""
+        result = subprocess.run(
+            command,
+            cwd=self.path,
+            env=project_env(self.answers["python_version"], self.shared),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def uv(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return self.run(*UV, *args, timeout=timeout)
+
+
+def render(output_dir: Path, answers: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run cookiecutter as a user would, with these answers and no prompts."""
+    return subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", str(output_dir), str(TEMPLATE)]
+        + [f"{key}={value}" for key, value in answers.items()],
+        env=project_env(answers.get("python_version", DEFAULTS["python_version"])),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+Bake = Callable[..., Project]

@@ -1,0 +1,1 @@
+"""The service under load, next to its baselines: `python -m benchmarks.bench --help`."""
