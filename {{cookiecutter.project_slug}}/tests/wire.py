@@ -169,6 +169,11 @@ class RawUpstream:
         with self.lock:
             return [message for message in self.requests if key.encode() in message.start]
 
+    def received_once(self, key: str) -> Message:
+        """The one request whose path held `key`; fails if there was none or more."""
+        (request,) = self.received(key)
+        return request
+
     def _script_for(self, request: Message) -> Script:
         target = request.start.split(b" ")[1].decode("latin-1")
         for key, script in self.scripts.items():

@@ -1,14 +1,18 @@
 """Failures of the upstream exchange, and the JSON errors callers get for them.
 
-Every failure becomes a response here rather than a 500: after an unhandled error the server
-drops the keep-alive connection without telling the caller.
+Every failure the upstream can cause becomes a response here rather than a 500: after an
+unhandled error the server drops the keep-alive connection without telling the caller. What
+the client package raises otherwise (`StreamError`, `CookieConflict`) is a bug in the code that
+called it, and stays a 500 with its traceback logged.
 """
 
 import logging
+from typing import Any
 
 {{ cookiecutter.__httpx_import }}
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from {{ cookiecutter.package_name }}.framing import MalformedResponse
@@ -19,6 +23,21 @@ logger = logging.getLogger(__name__)
 
 # Seconds a caller is asked to wait before retrying when every pooled connection is busy.
 RETRY_AFTER_SECONDS = 1
+
+
+class ErrorDetail(BaseModel):
+    """The body of every error the service answers."""
+
+    detail: str
+
+
+# The errors an endpoint that calls the upstream can answer, for its OpenAPI description.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "The upstream has no such resource."},
+    502: {"model": ErrorDetail, "description": "The upstream failed or answered wrongly."},
+    503: {"model": ErrorDetail, "description": "No upstream connection is free; retry."},
+    504: {"model": ErrorDetail, "description": "The upstream did not answer in time."},
+}
 
 
 def _error(status_code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -67,6 +86,20 @@ async def upstream_error(request: Request, exc: Exception) -> Response:
     return _error(status_code, detail, headers)
 
 
+async def upstream_status(request: Request, exc: Exception) -> JSONResponse:
+    """An upstream error status raised by `raise_for_status()`: 404 stays 404, others are 502."""
+    status_code = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else 0
+    if status_code == 404:
+        return _error(404, "not found upstream")
+    logger.warning("upstream answered %d", status_code)
+    return _error(502, f"the upstream answered {status_code}")
+
+
+async def invalid_url(request: Request, exc: Exception) -> JSONResponse:
+    """A URL that cannot be sent upstream, built from what the caller sent."""
+    return _error(400, "the request cannot be sent upstream: its URL is invalid")
+
+
 async def invalid_target(request: Request, exc: Exception) -> JSONResponse:
     return _error(400, str(exc))
 
@@ -92,6 +125,8 @@ async def client_gone(request: Request, exc: Exception) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers above on the app."""
     app.add_exception_handler(httpx.RequestError, upstream_error)
+    app.add_exception_handler(httpx.HTTPStatusError, upstream_status)
+    app.add_exception_handler(httpx.InvalidURL, invalid_url)
     app.add_exception_handler(InvalidTarget, invalid_target)
     app.add_exception_handler(UpgradeRefused, upgrade_refused)
     app.add_exception_handler(CallerTooSlow, caller_too_slow)

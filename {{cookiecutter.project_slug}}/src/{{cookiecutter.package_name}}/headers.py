@@ -3,13 +3,15 @@
 End-to-end headers pass in order, with their bytes, and repeated lines stay separate pairs
 (merging them would break `Cookie` and `Set-Cookie`). Hop-by-hop headers (RFC 9110 section
 7.6.1) describe one connection, not the message, so they never cross; nor do the headers that a
-`Connection` header names. The relay's own additions are exactly `Host`, `X-Request-ID` and,
-when enabled, `X-Forwarded-For`, `-Proto` and `-Host`.
+`Connection` header names. The relay's own additions are exactly `Host`, `X-Request-ID`, when
+enabled `X-Forwarded-For`, `-Proto` and `-Host`, and the upstream credential when one is set.
 """
 
 from collections.abc import Iterable
 
 from starlette.types import Scope
+
+from {{ cookiecutter.package_name }}.settings import Settings
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -65,19 +67,27 @@ def _end_to_end(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) 
     ]
 
 
-def upstream_request_headers(
-    scope: Scope, request_id: str, *, forwarded: bool, underscores: bool
-) -> RawHeaders:
+def upstream_request_headers(scope: Scope, request_id: str, settings: Settings) -> RawHeaders:
     """Headers to send upstream: the caller's end-to-end headers plus the relay's own.
 
-    Names holding `_` are dropped unless `underscores` (as nginx does): WSGI and CGI upstreams
-    read `X_Request_ID` as `X-Request-ID`, so such a name could pose as the relay's own header.
+    Names holding `_` are dropped unless `UNDERSCORES_IN_HEADERS` (as nginx does): WSGI and CGI
+    upstreams read `X_Request_ID` as `X-Request-ID`, so such a name could pose as the relay's own
+    header. A caller's `Authorization` that authenticated it to the service (`SERVICE_API_KEYS`)
+    stays here, and the upstream credential replaces any header the caller sent under its name.
     """
-    headers = _end_to_end(scope["headers"], _NOT_FROM_CALLER)
-    if not underscores:
+    drop = _NOT_FROM_CALLER
+    if settings.service_api_keys is not None:
+        drop = drop | {b"authorization"}
+    credential = settings.upstream_credential_header()
+    if credential:
+        drop = drop | {credential[0]}
+    headers = _end_to_end(scope["headers"], drop)
+    if not settings.underscores_in_headers:
         headers = [(name, value) for name, value in headers if b"_" not in name]
+    if credential:
+        headers.append(credential)
     headers.append((b"x-request-id", request_id.encode("latin-1")))
-    if forwarded:
+    if settings.forwarded_headers:
         headers.extend(_forwarded_headers(scope))
     return headers
 

@@ -90,12 +90,7 @@ def build_upstream_request(
     if not raw_path.startswith(prefix):
         raise InvalidTarget("the relay prefix must be spelled out, not percent-encoded")
     url = upstream_url(client.base_url, raw_path[len(prefix) :], request.scope["query_string"])
-    headers = upstream_request_headers(
-        request.scope,
-        request.state.request_id,
-        forwarded=settings.forwarded_headers,
-        underscores=settings.underscores_in_headers,
-    )
+    headers = upstream_request_headers(request.scope, request.state.request_id, settings)
     if isinstance(content, AsyncIterable) and "content-length" in request.headers:
         # A streamed body keeps its declared length (the server in front holds the caller to
         # it) rather than going upstream chunked.

@@ -1,8 +1,10 @@
 """Service settings, read once from the environment (and an optional `.env` file) at start-up."""
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +24,28 @@ def _check_base_url(value: str) -> str:
 
 
 BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
+# A header name (an RFC 9110 token), and a value that cannot end a header line.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
+
+
+def _check_header_name(value: str) -> str:
+    if not _HEADER_NAME.fullmatch(value):
+        raise ValueError("must be an HTTP header name")
+    return value
+
+
+def _check_secret(value: SecretStr | None) -> SecretStr | None:
+    """Unset when empty; otherwise printable ASCII, as a header value must be."""
+    if value is None or not value.get_secret_value().strip():
+        return None
+    if not _HEADER_VALUE.fullmatch(value.get_secret_value()):
+        raise ValueError("must be printable ASCII")
+    return value
+
+
+Secret = Annotated[SecretStr | None, AfterValidator(_check_secret)]
+_SECRETS = frozenset({"upstream_api_key", "service_api_keys"})
 
 
 class Settings(BaseSettings):
@@ -58,6 +82,46 @@ class Settings(BaseSettings):
     rewrite_location: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
+    # A credential for the upstream, added to each request the service sends it. In the
+    # `Authorization` header it goes as `Bearer <key>`; in any other header, as it is.
+    upstream_api_key: Secret = None
+    upstream_api_key_header: Annotated[str, AfterValidator(_check_header_name)] = "Authorization"
+    # Keys callers must present (`Authorization: Bearer <key>`), comma-separated; unset, none.
+    service_api_keys: Secret = None
+    # Say so to relay with UPSTREAM_API_KEY for callers who present no key.
+    allow_anonymous_callers: bool = False
+
+    @model_validator(mode="after")
+    def _no_open_door(self) -> Self:
+        """Refuse to lend the upstream credential to anyone who asks, unless told to."""
+        if self.upstream_api_key and not self.service_api_keys and not self.allow_anonymous_callers:
+            raise ValueError(
+                "UPSTREAM_API_KEY is set without SERVICE_API_KEYS: any caller would use the "
+                "upstream credential (set SERVICE_API_KEYS, or ALLOW_ANONYMOUS_CALLERS=true)"
+            )
+        return self
+
+    def caller_keys(self) -> list[bytes]:
+        """The keys callers may present; empty when the service is open to all."""
+        if self.service_api_keys is None:
+            return []
+        keys = self.service_api_keys.get_secret_value().split(",")
+        return [key.strip().encode() for key in keys if key.strip()]
+
+    def upstream_credential(self) -> dict[str, str]:
+        """The header that carries `UPSTREAM_API_KEY` to the upstream; empty when unset."""
+        if self.upstream_api_key is None:
+            return {}
+        key = self.upstream_api_key.get_secret_value().strip()
+        if self.upstream_api_key_header.lower() == "authorization":
+            key = f"Bearer {key}"
+        return {self.upstream_api_key_header: key}
+
+    def upstream_credential_header(self) -> tuple[bytes, bytes] | None:
+        """The same, as the raw (lower-case name, value) pair the relay sends."""
+        for name, value in self.upstream_credential().items():
+            return name.lower().encode("ascii"), value.encode("ascii")
+        return None
 
 
 def load_settings() -> Settings:
@@ -65,8 +129,15 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'_'.join(map(str, error['loc'])).upper()}={error.get('input')!r}: {error['msg']}"
-            for error in exc.errors()
-        )
+        problems = "; ".join(_problem(error) for error in exc.errors())
         raise SystemExit(f"Invalid configuration: {problems}") from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One invalid setting, named as its environment variable; a secret's value is not shown."""
+    if not error["loc"]:
+        # A rule about several settings: its message names them.
+        return error["msg"].removeprefix("Value error, ")
+    name = str(error["loc"][0])
+    shown = "(hidden)" if name in _SECRETS else repr(error.get("input"))
+    return f"{name.upper()}={shown}: {error['msg']}"

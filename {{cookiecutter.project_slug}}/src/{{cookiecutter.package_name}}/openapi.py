@@ -1,0 +1,81 @@
+"""The API description (`/openapi.json`, `/docs`), with the relay endpoints in it.
+
+The relay endpoints are plain routes, for speed (see `relay.py`), and FastAPI describes only
+its own. This describes the routes of the relay routers it is given: their methods, their
+path parameter, and the errors they can answer. The description is built once, at
+the first request for it; relaying costs nothing more.
+"""
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from starlette.routing import Route
+
+from {{ cookiecutter.package_name }}.errors import ErrorDetail
+
+# The errors a relay endpoint can answer itself; any other status is the upstream's own.
+RELAY_ERRORS = {
+    "400": "The request cannot be relayed: a path outside the base path, or an upgrade.",
+    "401": "An API key is required (when `SERVICE_API_KEYS` is set).",
+    "408": "The request body stopped arriving.",
+    "413": "The request body is larger than the relay may hold in memory.",
+    "431": "The request headers are too large.",
+    "502": "The upstream failed or answered something that cannot be relayed.",
+    "503": "No upstream connection is free; retry after `Retry-After` seconds.",
+    "504": "The upstream did not answer in time.",
+}
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
+
+
+def relay_operation(route: Route, method: str) -> dict[str, Any]:
+    """One method of one relay route, described."""
+    responses: dict[str, Any] = {
+        "default": {"description": "The upstream's response: status, headers and body as sent."}
+    }
+    for status, text in RELAY_ERRORS.items():
+        responses[status] = {"description": text, "content": _ERROR}
+    operation: dict[str, Any] = {
+        "tags": ["relay"],
+        "summary": f"Relay {method} {route.path_format}",
+        "description": (route.endpoint.__doc__ or "").strip(),
+        "operationId": f"{route.name}_{method.lower()}",
+        "parameters": [
+            {
+                "name": "path",
+                "in": "path",
+                "required": True,
+                "description": "The path under `UPSTREAM_BASE_URL`, sent as it is; the query too.",
+                "schema": {"type": "string"},
+            }
+        ],
+        "responses": responses,
+    }
+    if method in {"POST", "PUT", "PATCH", "DELETE"}:
+        operation["requestBody"] = {
+            "required": False,
+            "description": "Sent to the upstream as it is.",
+            "content": {"*/*": {"schema": {}}},
+        }
+    return operation
+
+
+def describe(app: FastAPI, relays: list[APIRouter]) -> dict[str, Any]:
+    """FastAPI's description of the app, with the routes of each relay router added."""
+    schema = app.openapi_schema
+    if schema is None:
+        schema = FastAPI.openapi(app)  # FastAPI's own; it keeps it in `app.openapi_schema`
+        for router in relays:
+            for route in router.routes:
+                if isinstance(route, Route):
+                    schema["paths"][route.path_format] = {
+                        method.lower(): relay_operation(route, method)
+                        for method in sorted(route.methods or ())
+                    }
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["ErrorDetail"] = ErrorDetail.model_json_schema()
+    return schema
+
+
+def install_openapi(app: FastAPI, relays: list[APIRouter]) -> None:
+    """Have `/openapi.json` and `/docs` describe the relay routers' endpoints too."""
+    app.openapi = lambda: describe(app, relays)  # type: ignore[method-assign]
