@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 {{ cookiecutter.__httpx_import }}
 import pytest
@@ -78,3 +79,13 @@ def test_invalid_settings_stop_start_up_without_a_traceback() -> None:
     assert result.returncode == 1
     assert result.stderr.strip().startswith("Invalid configuration: UPSTREAM_TIMEOUT='soon'")
     assert "Traceback" not in result.stderr
+
+
+def test_env_example_sets_every_setting_to_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    lines = [line for line in example.read_text().splitlines() if line and line[0] != "#"]
+    names = {line.split("=", 1)[0] for line in lines}
+    assert names == {name.upper() for name in Settings.model_fields}
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    assert Settings(_env_file=example) == Settings(_env_file=None)  # type: ignore[call-arg]

@@ -5,6 +5,7 @@ never the caller's key. Neither secret is ever shown: not in a setting's repr, a
 log line.
 """
 
+import logging
 from collections.abc import Iterator
 
 {{ cookiecutter.__httpx_import }}
@@ -79,13 +80,30 @@ def test_the_upstream_credential_can_go_in_a_header_of_its_own(
     assert raw_upstream.received_once(name).values(b"x-api-key") == [UPSTREAM_KEY.encode()]
 
 
+class Collected(logging.Handler):
+    """Keeps every record the service logs, formatted (in memory: no stream, no capture)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
 def test_a_failed_exchange_shows_no_secret_in_its_answer_or_the_log(
-    guarded: str, raw_upstream: RawUpstream, prefix: str, capfd: pytest.CaptureFixture[str]
+    guarded: str, raw_upstream: RawUpstream, prefix: str
 ) -> None:
-    path = raw_upstream.script(key(), b"not HTTP at all\r\n\r\n", close=True)
-    response = send(guarded, f"{prefix}/{path}", b"Authorization: Bearer first-caller-key")
+    collected = Collected()
+    service_logger = logging.getLogger("{{ cookiecutter.package_name }}")
+    service_logger.addHandler(collected)
+    try:
+        path = raw_upstream.script(key(), b"not HTTP at all\r\n\r\n", close=True)
+        response = send(guarded, f"{prefix}/{path}", b"Authorization: Bearer first-caller-key")
+    finally:
+        service_logger.removeHandler(collected)
     assert response.status == 502, response.raw
-    logged = capfd.readouterr().err
+    logged = "\n".join(collected.lines)
     assert "upstream failure" in logged
     for secret in [UPSTREAM_KEY, "first-caller-key"]:
         assert secret.encode() not in response.raw
@@ -119,3 +137,9 @@ def test_secrets_are_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
     assert "UPSTREAM_API_KEY=(hidden)" in str(stopped.value)
     assert "secret" not in str(stopped.value).replace("UPSTREAM_API_KEY", "")
+
+
+def test_caller_keys_that_hold_no_key_stop_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_API_KEYS", " , ,")
+    with pytest.raises(SystemExit, match="SERVICE_API_KEYS holds no key"):
+        load_settings()

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_open_door(self) -> Self:
         """Refuse to lend the upstream credential to anyone who asks, unless told to."""
+        if self.service_api_keys and not self.caller_keys():
+            raise ValueError("SERVICE_API_KEYS holds no key: give one or more, comma-separated")
         if self.upstream_api_key and not self.service_api_keys and not self.allow_anonymous_callers:
             raise ValueError(
                 "UPSTREAM_API_KEY is set without SERVICE_API_KEYS: any caller would use the "
