@@ -18,6 +18,7 @@ OWNED_FILES = {
     "tests/test_buffered.py": ("response_mode", {"both", "buffered"}),
     "src/{package_name}/transport_aiohttp.py": ("http_transport", {"aiohttp"}),
     "src/{package_name}/transport_native.py": ("http_transport", {"native"}),
+    "tests/test_http2.py": ("http_transport", {"native"}),
 }
 # Variant files that take a common name once the unchosen ones are gone: path -> new path.
 RENAMED_FILES = {

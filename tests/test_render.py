@@ -67,6 +67,7 @@ COMMON = {
 BY_CHOICE = {
     ("response_mode", "stream"): {"src/upstream_relay/routes/stream.py", "tests/test_stream.py"},
     ("response_mode", "buffered"): {"src/upstream_relay/routes/buffered.py", "tests/test_buffered.py"},
+    ("http_transport", "native"): {"tests/test_http2.py"},
 }
 # Words that must not appear in a project that did not choose the variant they belong to.
 MENTIONS = {

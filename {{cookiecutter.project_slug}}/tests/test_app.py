@@ -89,3 +89,11 @@ def test_env_example_sets_every_setting_to_its_default(monkeypatch: pytest.Monke
     for name in names:
         monkeypatch.delenv(name, raising=False)
     assert Settings(_env_file=example) == Settings(_env_file=None)  # type: ignore[call-arg]
+{%- if cookiecutter.http_transport == "aiohttp" %}
+
+
+def test_http2_is_refused_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPSTREAM_HTTP2", "true")
+    with pytest.raises(SystemExit, match="UPSTREAM_HTTP2 needs the native transport"):
+        load_settings()
+{%- endif %}

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     client_body_timeout: float = Field(default=60.0, gt=0)
     upstream_max_keepalive_connections: int = Field(default=20, ge=0)
     upstream_keepalive_expiry: float = Field(default=5.0, ge=0)
+    # Speak HTTP/2 to an upstream that offers it in the TLS handshake (HTTP/1.1 otherwise).
+    upstream_http2: bool = False
 {%- if cookiecutter.response_mode != "stream" %}
     # The largest body, in bytes, that a buffered exchange holds in memory (request or response).
     buffered_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
@@ -92,8 +94,15 @@ class Settings(BaseSettings):
     allow_anonymous_callers: bool = False
 
     @model_validator(mode="after")
-    def _no_open_door(self) -> Self:
-        """Refuse to lend the upstream credential to anyone who asks, unless told to."""
+    def _consistent(self) -> Self:
+        """Refuse settings that contradict one another, or that would lend the upstream
+        credential to anyone who asks."""
+{%- if cookiecutter.http_transport == "aiohttp" %}
+        if self.upstream_http2:
+            raise ValueError(
+                "UPSTREAM_HTTP2 needs the native transport: the aiohttp one speaks HTTP/1.1 only"
+            )
+{%- endif %}
         if self.service_api_keys and not self.caller_keys():
             raise ValueError("SERVICE_API_KEYS holds no key: give one or more, comma-separated")
         if self.upstream_api_key and not self.service_api_keys and not self.allow_anonymous_callers:

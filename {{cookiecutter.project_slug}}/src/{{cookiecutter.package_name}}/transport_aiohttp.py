@@ -150,7 +150,9 @@ async def _body(stream: httpx.AsyncByteStream) -> AsyncIterator[bytes]:
 class UpstreamTransport(AiohttpTransport):
     """An httpx transport on one aiohttp session, with a real pool timeout and no cookie jar."""
 
-    def __init__(self, limits: httpx.Limits, max_header_bytes: int) -> None:
+    def __init__(self, limits: httpx.Limits, max_header_bytes: int, *, http2: bool = False) -> None:
+        if http2:
+            raise ValueError("the aiohttp transport speaks HTTP/1.1 only")
         super().__init__(limits=limits)
         self._max_connections = limits.max_connections or 100
         self._max_header_bytes = max_header_bytes

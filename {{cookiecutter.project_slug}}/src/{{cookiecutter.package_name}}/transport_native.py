@@ -5,7 +5,11 @@ follows the end of a response for the next response on that connection, so a bro
 upstream could hand one caller's leftovers to the next. This transport runs the same pool with
 every connection's bytes passing through `ResponseFraming`: a connection whose exchange did not
 end cleanly is reported as readable, which makes the pool discard it instead of reusing it, and
-a response head with a bare LF fails its exchange. It speaks HTTP/1.1, as the relay does.
+a response head with a bare LF fails its exchange.
+
+It speaks HTTP/1.1, and HTTP/2 when asked (`UPSTREAM_HTTP2`) and the upstream agrees during the
+TLS handshake. HTTP/2 frames every message itself, so no bytes of one exchange can pass for
+another's: its connections are not followed byte by byte, only their header size is bounded.
 """
 
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -15,7 +19,7 @@ from typing import Any
 {{ cookiecutter.__httpcore_import }}
 {{ cookiecutter.__httpx_import }}
 
-from {{ cookiecutter.package_name }}.framing import ResponseFraming
+from {{ cookiecutter.package_name }}.framing import MalformedResponse, ResponseFraming
 
 # From the most specific httpcore error to the most general: the first match names the failure.
 _ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
@@ -77,6 +81,9 @@ class _GuardedStream(httpcore.AsyncNetworkStream):
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> httpcore.AsyncNetworkStream:
         stream = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        tls = stream.get_extra_info("ssl_object")
+        if tls is not None and tls.selected_alpn_protocol() == "h2":
+            return stream
         return _GuardedStream(stream, self._framing.max_head_bytes)
 
     def get_extra_info(self, info: str) -> Any:
@@ -126,11 +133,13 @@ class _Body(httpx.AsyncByteStream):
 
 
 class UpstreamTransport(httpx.AsyncBaseTransport):
-    """An HTTP/1.1 connection pool whose connections carry another exchange only when clean."""
+    """A connection pool whose connections carry another exchange only when clean."""
 
-    def __init__(self, limits: httpx.Limits, max_header_bytes: int) -> None:
+    def __init__(self, limits: httpx.Limits, max_header_bytes: int, *, http2: bool = False) -> None:
+        self._max_header_bytes = max_header_bytes
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(),
+            http2=http2,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -150,6 +159,13 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         )
         with translated_errors():
             response = await self._pool.handle_async_request(core_request)
+        if response.extensions.get("http_version") == b"HTTP/2":
+            size = sum(len(name) + len(value) + 4 for name, value in response.headers)
+            if size > self._max_header_bytes:
+                await response.aclose()
+                raise MalformedResponse(
+                    f"the response headers are larger than {self._max_header_bytes} bytes"
+                )
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,

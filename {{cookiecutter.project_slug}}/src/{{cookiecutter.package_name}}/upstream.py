@@ -42,7 +42,9 @@ def build_client(settings: Settings) -> httpx.AsyncClient:
         base_url=settings.upstream_base_url,
         timeout=timeout,
         # A custom transport ignores `limits=` on the client: it takes them itself.
-        transport=UpstreamTransport(limits, settings.max_header_bytes),
+        transport=UpstreamTransport(
+            limits, settings.max_header_bytes, http2=settings.upstream_http2
+        ),
         # The relay forwards redirects to the caller rather than following them itself.
         follow_redirects=False,
         # One client serves every caller: it must never keep a cookie from one for another.
