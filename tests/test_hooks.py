@@ -81,7 +81,7 @@ def test_bad_answer_is_named_with_its_value(field: str, value: str) -> None:
     [
         (
             {"response_mode": "both", "http_transport": "aiohttp"},
-            {"src/upstream_relay/transport_native.py"},
+            {"src/upstream_relay/transport_native.py", "tests/test_http2.py"},
         ),
         (
             {"response_mode": "stream", "http_transport": "aiohttp"},
@@ -89,6 +89,7 @@ def test_bad_answer_is_named_with_its_value(field: str, value: str) -> None:
                 "src/upstream_relay/routes/buffered.py",
                 "tests/test_buffered.py",
                 "src/upstream_relay/transport_native.py",
+                "tests/test_http2.py",
             },
         ),
         (
@@ -119,6 +120,8 @@ def test_the_chosen_transport_takes_the_common_name(tmp_path: Path, transport: s
     package.mkdir(parents=True)
     for name in ["transport_aiohttp.py", "transport_native.py"]:
         (package / name).write_text(name)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_http2.py").write_text("")
     post_gen.remove(tmp_path, post_gen.unchosen_files(answers))
     post_gen.rename_chosen(tmp_path, answers)
     assert [path.name for path in package.iterdir()] == ["transport.py"]

@@ -24,7 +24,14 @@ RELAY_ERRORS = {
     "503": "No upstream connection is free; retry after `Retry-After` seconds.",
     "504": "The upstream did not answer in time.",
 }
-_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
+# Any bytes, as OpenAPI says it, and the JSON errors the relay answers itself.
+_BYTES_SCHEMA = {"type": "string", "format": "binary"}
+_BYTES = {"schema": _BYTES_SCHEMA}
+_ERROR = {
+    "application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorDetail"},
+    },
+}
 
 
 def relay_operation(route: Route, method: str) -> dict[str, Any]:
@@ -54,7 +61,7 @@ def relay_operation(route: Route, method: str) -> dict[str, Any]:
         operation["requestBody"] = {
             "required": False,
             "description": "Sent to the upstream as it is.",
-            "content": {"*/*": {"schema": {}}},
+            "content": {"*/*": _BYTES},
         }
     return operation
 
