@@ -56,4 +56,5 @@ def test_cruft_project_passes_its_checks_and_stays_in_sync(tmp_path: Path) -> No
     assert (path / ".cruft.json").is_file()
     run(sys.executable, "-m", "cruft", "check", cwd=path, env=env)
     project.uv("sync", "--locked")
-    project.uv("run", "pytest", "-q", "-p", "no:cacheprovider", "-x")
+    # The quick tests: the same project's whole suite runs in test_projects.py.
+    project.uv("run", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-m", "not slow")
