@@ -82,6 +82,8 @@ def project_env(python_version: str, shared: Path | None = None) -> dict[str, st
         "UV_PROJECT_ENVIRONMENT",
         "MYPY_CACHE_DIR",
         "PYTHONDONTWRITEBYTECODE",
+        # Options for the template's own pytest run are not the project's.
+        "PYTEST_ADDOPTS",
     }
     env = {k: v for k, v in os.environ.items() if k not in inherited}
     env["UV_PYTHON"] = interpreter(python_version)
