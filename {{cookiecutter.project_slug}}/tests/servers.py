@@ -73,11 +73,23 @@ def serve(app: ASGIApp, **options: Any) -> Iterator[str]:
 
 
 def free_port() -> int:
-    """A loopback port that nothing listens on (for an upstream that is down)."""
+    """A loopback port that nothing listens on now, for a server about to bind it."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port held but never listened on: connecting to it is refused until the end.
+
+    A port that is merely free can be taken by another server of a parallel test run.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        yield port
 
 
 def serve_relay(settings: Settings, **options: Any) -> AbstractContextManager[str]:

@@ -11,7 +11,7 @@ import pytest
 from {{ cookiecutter.package_name }}.app import create_app
 
 from tests.conftest import StartRelay
-from tests.servers import free_port, relay_settings, serve
+from tests.servers import refused_port, relay_settings, serve
 
 
 def assert_json_error(response: httpx.Response, status: int) -> None:
@@ -48,9 +48,10 @@ def garbage_upstream() -> Iterator[str]:
 
 
 def test_upstream_down_is_502(upstream: str, prefix: str) -> None:
-    settings = relay_settings(upstream, upstream_base_url=f"http://127.0.0.1:{free_port()}/")
-    with serve(create_app(settings)) as url:
-        response = httpx.get(f"{url}{prefix}/anything")
+    with refused_port() as port:
+        settings = relay_settings(upstream, upstream_base_url=f"http://127.0.0.1:{port}/")
+        with serve(create_app(settings)) as url:
+            response = httpx.get(f"{url}{prefix}/anything")
     assert_json_error(response, 502)
 
 
