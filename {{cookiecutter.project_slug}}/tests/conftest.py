@@ -106,7 +106,10 @@ def service(upstream: str) -> Iterator[Service]:
     settings = {
         "LOG_FORMAT": "plain",
         "UPSTREAM_MAX_CONNECTIONS": str(SERVICE_POOL),
+        # Hundreds of requests at once keep a busy machine's cores busier still: these tests
+        # are about load, not deadlines (those have tests of their own), so none is tight.
         "UPSTREAM_POOL_TIMEOUT": "30",
+        "UPSTREAM_CONNECT_TIMEOUT": "30",
 {%- if cookiecutter.response_mode != "stream" %}
         "BUFFERED_MAX_BYTES": str(SERVICE_BUFFERED_MAX_BYTES),
 {%- endif %}

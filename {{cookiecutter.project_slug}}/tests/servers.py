@@ -5,6 +5,7 @@ The tests and the benchmark both start their servers here.
 """
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -70,6 +71,46 @@ def serve(app: ASGIApp, **options: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+class CollectedLog(logging.Handler):
+    """Every record an in-thread service logs, formatted and kept in memory.
+
+    Not read from a captured stream: a late line from an earlier test's server could land there.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, seconds: float = 30) -> bool:
+        """Whether `text` is logged within `seconds`: a line may follow its response."""
+        deadline = time.monotonic() + seconds
+        while text not in self.text():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+
+@contextmanager
+def collect_logs() -> Iterator[CollectedLog]:
+    """What the service's package and uvicorn log while in this block (in this process)."""
+    collected = CollectedLog()
+    loggers = [logging.getLogger("{{ cookiecutter.package_name }}"), logging.getLogger("uvicorn")]
+    for logger in loggers:
+        logger.addHandler(collected)
+    try:
+        yield collected
+    finally:
+        for logger in loggers:
+            logger.removeHandler(collected)
 
 
 def free_port() -> int:
@@ -155,10 +196,13 @@ class Service:
         except OSError as exc:
             raise RuntimeError(f"peak memory cannot be reset on this system: {exc}") from exc
 
-    def stop(self) -> int:
-        """SIGTERM, as an orchestrator sends it; the exit status once it has shut down."""
+    def terminate(self) -> None:
+        """SIGTERM, as an orchestrator sends it, without waiting for the process to end."""
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
+
+    def exit_status(self) -> int:
+        """The exit status, once the process has ended."""
+        return self.process.wait(timeout=60)
 
 
 # How the image runs the service (its Dockerfile's CMD): the tests and the benchmark do the same.

@@ -5,7 +5,6 @@ never the caller's key. Neither secret is ever shown: not in a setting's repr, a
 log line.
 """
 
-import logging
 from collections.abc import Iterator
 
 {{ cookiecutter.__httpx_import }}
@@ -13,7 +12,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.settings import load_settings
 
-from tests.servers import relay_settings, serve_relay
+from tests.servers import collect_logs, relay_settings, serve_relay
 from tests.wire import RawUpstream, key, send
 
 CALLER_KEYS = "first-caller-key, second-caller-key"
@@ -80,30 +79,14 @@ def test_the_upstream_credential_can_go_in_a_header_of_its_own(
     assert raw_upstream.received_once(name).values(b"x-api-key") == [UPSTREAM_KEY.encode()]
 
 
-class Collected(logging.Handler):
-    """Keeps every record the service logs, formatted (in memory: no stream, no capture)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 def test_a_failed_exchange_shows_no_secret_in_its_answer_or_the_log(
     guarded: str, raw_upstream: RawUpstream, prefix: str
 ) -> None:
-    collected = Collected()
-    service_logger = logging.getLogger("{{ cookiecutter.package_name }}")
-    service_logger.addHandler(collected)
-    try:
+    with collect_logs() as collected:
         path = raw_upstream.script(key(), b"not HTTP at all\r\n\r\n", close=True)
         response = send(guarded, f"{prefix}/{path}", b"Authorization: Bearer first-caller-key")
-    finally:
-        service_logger.removeHandler(collected)
     assert response.status == 502, response.raw
-    logged = "\n".join(collected.lines)
+    logged = collected.text()
     assert "upstream failure" in logged
     for secret in [UPSTREAM_KEY, "first-caller-key"]:
         assert secret.encode() not in response.raw

@@ -12,6 +12,7 @@ from {{ cookiecutter.package_name }}.app import create_app
 
 from tests.conftest import StartRelay
 from tests.servers import refused_port, relay_settings, serve
+from tests.upstream_app import Recorder
 
 
 def assert_json_error(response: httpx.Response, status: int) -> None:
@@ -73,15 +74,20 @@ def test_slow_upstream_is_504_promptly(start_relay: StartRelay, prefix: str) -> 
 
 @pytest.mark.slow
 def test_exhausted_pool_is_503_with_retry_after_and_recovers(
-    start_relay: StartRelay, prefix: str
+    start_relay: StartRelay, recorder: Recorder, prefix: str
 ) -> None:
+    name = "pool" + prefix.replace("/", "-")
+    hold = recorder.hold(name)
+
     async def scenario(url: str) -> None:
         async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-            holder = asyncio.create_task(client.get(f"{prefix}/slow?seconds=0.6"))
-            await asyncio.sleep(0.1)
+            # The only pooled connection stays busy until the test releases it.
+            holder = asyncio.create_task(client.get(f"{prefix}/held/{name}"))
+            await asyncio.to_thread(hold.wait_until_arrived)
             refused = await client.get(f"{prefix}/status/200")
             assert_json_error(refused, 503)
             assert refused.headers["retry-after"] == "1"
+            hold.released.set()
             assert (await holder).status_code == 200
             assert (await client.get(f"{prefix}/status/200")).status_code == 200
 

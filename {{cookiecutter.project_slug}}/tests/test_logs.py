@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def json_service(upstream: str) -> Iterator[Service]:
-    with run_service(upstream, LOG_FORMAT="json", UPSTREAM_TIMEOUT="1") as service:
+    with run_service(upstream, LOG_FORMAT="json", UPSTREAM_TIMEOUT="0.5") as service:
         yield service
 
 

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -48,6 +49,21 @@ async def held_back(gate: threading.Event) -> AsyncIterator[bytes]:
     yield b"last"
 
 
+@dataclass
+class Hold:
+    """A request to `/api/held/{name}`: the test sees it arrive and decides when it is answered.
+
+    So a test keeps a request in flight for exactly as long as it needs, however slow the
+    machine, instead of guessing how long a sleep upstream will be enough.
+    """
+
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def wait_until_arrived(self, seconds: float = 30) -> None:
+        assert self.arrived.wait(seconds), "the held request never reached the upstream"
+
+
 class Recorder:
     """What the upstream saw, for assertions: every raw path that reached it."""
 
@@ -56,6 +72,49 @@ class Recorder:
         self.open_streams = 0
         # `/api/gated` holds back the end of its body until a test sets this.
         self.gate = threading.Event()
+        self.holds: dict[str, Hold] = {}
+
+    def hold(self, name: str) -> Hold:
+        """The hold for requests to `/api/held/{name}`: take it before sending one."""
+        return self.holds.setdefault(name, Hold())
+
+
+async def cookies(request: Request) -> Response:
+    response = Response(b"cookies", media_type="text/plain")
+    response.raw_headers += [
+        (b"set-cookie", b"a=1; Path=/"),
+        (b"set-cookie", b"b=2; Path=/"),
+        (b"vary", b"Accept"),
+        (b"vary", b"Origin"),
+        (b"connection", b"x-private"),
+        (b"x-private", b"hop-by-hop"),
+    ]
+    return response
+
+
+async def gzipped(request: Request) -> Response:
+    body = gzip.compress(json.dumps({"compressed": True}).encode())
+    return Response(body, media_type="application/json", headers={"content-encoding": "gzip"})
+
+
+async def not_found(request: Request) -> Response:
+    return JSONResponse({"detail": "no such upstream route"}, status_code=404)
+
+
+class Held:
+    """Answers once the test releases the request's hold, named in its path (or after 30 s)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hold = self.recorder.hold(scope["path_params"]["name"])
+        hold.arrived.set()
+        for _ in range(3000):
+            if hold.released.is_set():
+                break
+            await asyncio.sleep(0.01)
+        await JSONResponse({"held": True})(scope, receive, send)
 
 
 def create_upstream(recorder: Recorder) -> Starlette:
@@ -143,25 +202,6 @@ def create_upstream(recorder: Recorder) -> Starlette:
         await asyncio.sleep(float(request.query_params.get("seconds", "1")))
         return JSONResponse({"slow": True})
 
-    async def cookies(request: Request) -> Response:
-        response = Response(b"cookies", media_type="text/plain")
-        response.raw_headers += [
-            (b"set-cookie", b"a=1; Path=/"),
-            (b"set-cookie", b"b=2; Path=/"),
-            (b"vary", b"Accept"),
-            (b"vary", b"Origin"),
-            (b"connection", b"x-private"),
-            (b"x-private", b"hop-by-hop"),
-        ]
-        return response
-
-    async def gzipped(request: Request) -> Response:
-        body = gzip.compress(json.dumps({"compressed": True}).encode())
-        return Response(body, media_type="application/json", headers={"content-encoding": "gzip"})
-
-    async def not_found(request: Request) -> Response:
-        return JSONResponse({"detail": "no such upstream route"}, status_code=404)
-
     async def escaped(request: Request) -> Response:
         recorder.paths.append(request.scope["raw_path"].decode("latin-1"))
         return JSONResponse({"escaped": True}, status_code=418)
@@ -176,6 +216,7 @@ def create_upstream(recorder: Recorder) -> Starlette:
             Route("/api/slow", slow),
             Route("/api/drip", drip),
             Route("/api/gated", gated),
+            Route("/api/held/{name}", Held(recorder)),
             Route("/api/cookies", cookies),
             Route("/api/gzip", gzipped),
             Route("/api/broken", BrokenBody()),
