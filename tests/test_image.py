@@ -11,11 +11,13 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.projects import UV, Bake, every_combination, project_env
+from tests.projects import UV, Bake, Project, every_combination, project_env
 
 
 def instructions(dockerfile: str) -> list[tuple[str, str]]:
@@ -53,23 +55,18 @@ def test_dockerfile_copies_only_what_exists_and_is_not_ignored(bake: Bake, answe
             assert f"!{source.rstrip('/')}" in {line.rstrip("/") for line in ignored}, source
 
 
-@pytest.mark.parametrize("answers", every_combination())
-def test_image_command_serves_and_passes_its_health_check(
-    bake: Bake, answers: dict[str, str], tmp_path: Path
-) -> None:
-    project = bake(**answers)
+@contextmanager
+def image_command(project: Project, directory: Path, **settings: str) -> Iterator[Path]:
+    """Run the Dockerfile's CMD on a free port, as the image would, until its health check
+    passes; yield the path of its log (stdout and stderr). SIGTERM on the way out must stop it
+    cleanly.
+    """
     steps = instructions(project.read("Dockerfile"))
     (command,) = [exec_form(args) for name, args in steps if name == "CMD"]
     (health,) = [exec_form(args) for name, args in steps if name == "HEALTHCHECK"]
-    assert "--timeout-graceful-shutdown" in command
-    assert "--proxy-headers" in command
-    # The service's own protocol (trailers kept out of the headers), and no proxy trusted.
-    assert any(part.endswith(".server:HttpProtocol") for part in command)
-    assert any('FORWARDED_ALLOW_IPS=""' in args for name, args in steps if name == "ENV")
-
     # As the build stage does: the locked runtime dependencies and the package, not editable.
-    venv = tmp_path / "venv"
-    env = {**project_env(answers["python_version"]), "UV_PROJECT_ENVIRONMENT": str(venv)}
+    venv = directory / "venv"
+    env = {**project_env(project.answers["python_version"]), "UV_PROJECT_ENVIRONMENT": str(venv)}
     subprocess.run(
         [*UV, "sync", "--locked", "--no-dev", "--no-editable"],
         cwd=project.path,
@@ -78,7 +75,6 @@ def test_image_command_serves_and_passes_its_health_check(
         capture_output=True,
         timeout=600,
     )
-
     port = str(free_port())
     command = [port if part == "8000" else "127.0.0.1" if part == "0.0.0.0" else part for part in command]
     health = [part.replace(":8000/", f":{port}/") for part in health]
@@ -86,18 +82,55 @@ def test_image_command_serves_and_passes_its_health_check(
         **os.environ,
         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "UPSTREAM_BASE_URL": f"http://127.0.0.1:{port}/",
+        **settings,
     }
+    log_path = directory / "service.log"
     # Run from an empty directory: the image has the installed package, not the source tree.
-    server = subprocess.Popen(command, cwd=tmp_path, env=runtime, stderr=subprocess.PIPE, text=True)
+    workdir = directory / "run"
+    workdir.mkdir()
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, cwd=workdir, env=runtime, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 30
         while subprocess.run(health, env=runtime, capture_output=True, check=False).returncode != 0:
-            assert server.poll() is None, server.communicate()[1]
+            assert server.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "the health check never passed"
             time.sleep(0.2)
+        yield log_path
     finally:
         server.send_signal(signal.SIGTERM)
-        _, stderr = server.communicate(timeout=30)
+        server.wait(timeout=60)
     # uvicorn re-raises SIGTERM after a clean shutdown.
-    assert server.returncode in {0, -signal.SIGTERM}, stderr
-    assert "Traceback" not in stderr
+    assert server.returncode in {0, -signal.SIGTERM}, log_path.read_text()
+    assert "Traceback" not in log_path.read_text()
+
+
+@pytest.mark.parametrize("answers", every_combination())
+def test_image_command_serves_and_passes_its_health_check(
+    bake: Bake, answers: dict[str, str], tmp_path: Path
+) -> None:
+    project = bake(**answers)
+    steps = instructions(project.read("Dockerfile"))
+    (command,) = [exec_form(args) for name, args in steps if name == "CMD"]
+    assert "--timeout-graceful-shutdown" in command
+    assert "--proxy-headers" in command
+    # The service's own protocol (trailers kept out of the headers), and no proxy trusted.
+    assert any(part.endswith(".server:HttpProtocol") for part in command)
+    assert any('FORWARDED_ALLOW_IPS=""' in args for name, args in steps if name == "ENV")
+    with image_command(project, tmp_path):
+        pass
+
+
+def test_image_runs_as_many_workers_as_web_concurrency_says(bake: Bake, tmp_path: Path) -> None:
+    project = bake()
+    assert any("WEB_CONCURRENCY=1" in args for name, args in instructions(project.read("Dockerfile")))
+    with image_command(project, tmp_path, WEB_CONCURRENCY="2") as log_path:
+        # Each worker logs its start once its app is ready; the health check needed only one.
+        deadline = time.monotonic() + 30
+        while log_path.read_text().count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+    log = log_path.read_text()
+    assert log.count("Started server process") == 2, log
+    # On SIGTERM, each worker shut down its own client.
+    assert log.count("upstream client closed") == 2, log
