@@ -44,11 +44,11 @@ def container() -> dict[str, Any]:
     return result
 
 
-def dockerfile(pattern: str) -> str:
-    """The first group of `pattern` in the Dockerfile, which the image runs as written."""
+def dockerfile(pattern: str) -> tuple[str, ...]:
+    """The groups of `pattern` in the Dockerfile, which the image runs as written."""
     found = re.search(pattern, (ROOT / "Dockerfile").read_text(), re.MULTILINE)
     assert found, pattern
-    return found.group(1)
+    return found.groups()
 
 
 @pytest.mark.parametrize("name", kustomized())
@@ -76,19 +76,20 @@ def test_probes_ask_the_services_own_health_paths_on_its_port(client: httpx.Clie
         assert client.get(probes[kind]["httpGet"]["path"]).status_code == 200
         assert probes[kind]["httpGet"]["port"] == "http"
     (port,) = container()["ports"]
-    assert port == {"name": "http", "containerPort": int(dockerfile(r"^EXPOSE (\d+)$"))}
+    (exposed,) = dockerfile(r"^EXPOSE (\d+)$")
+    assert port == {"name": "http", "containerPort": int(exposed)}
 
 
 def test_the_pod_is_given_longer_than_the_service_takes_to_shut_down() -> None:
-    graceful = int(dockerfile(r'"--timeout-graceful-shutdown", "(\d+)"'))
+    (graceful,) = dockerfile(r'"--timeout-graceful-shutdown", "(\d+)"')
     drain = container()["lifecycle"]["preStop"]["sleep"]["seconds"]
     # The load balancer drains first (preStop), then SIGTERM starts the graceful shutdown, and
     # the app's own shutdown (closing the client) needs a few seconds more.
-    assert pod()["spec"]["terminationGracePeriodSeconds"] >= drain + graceful + 5
+    assert pod()["spec"]["terminationGracePeriodSeconds"] >= drain + int(graceful) + 5
 
 
 def test_it_runs_as_the_images_user_read_only_without_capabilities() -> None:
-    user, group = dockerfile(r"^USER (\d+):(\d+)$"), dockerfile(r"^USER \d+:(\d+)$")
+    user, group = dockerfile(r"^USER (\d+):(\d+)$")
     pod_security = pod()["spec"]["securityContext"]
     assert pod_security["runAsNonRoot"] is True
     assert (pod_security["runAsUser"], pod_security["runAsGroup"]) == (int(user), int(group))

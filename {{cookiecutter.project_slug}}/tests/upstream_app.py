@@ -39,13 +39,18 @@ class BrokenBody:
         await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
 
 
+async def until_set(event: threading.Event, seconds: float) -> None:
+    """Wait for a test thread to set `event`, or for `seconds`, without blocking the loop."""
+    for _ in range(int(seconds * 100)):
+        if event.is_set():
+            return
+        await asyncio.sleep(0.01)
+
+
 async def held_back(gate: threading.Event) -> AsyncIterator[bytes]:
     """`first`, then `last` once `gate` is set (or 10 s have passed)."""
     yield b"first"
-    for _ in range(1000):
-        if gate.is_set():
-            break
-        await asyncio.sleep(0.01)
+    await until_set(gate, seconds=10)
     yield b"last"
 
 
@@ -110,10 +115,7 @@ class Held:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hold = self.recorder.hold(scope["path_params"]["name"])
         hold.arrived.set()
-        for _ in range(3000):
-            if hold.released.is_set():
-                break
-            await asyncio.sleep(0.01)
+        await until_set(hold.released, seconds=30)
         await JSONResponse({"held": True})(scope, receive, send)
 
 
