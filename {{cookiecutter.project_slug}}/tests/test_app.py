@@ -7,6 +7,7 @@ from pathlib import Path
 
 {{ cookiecutter.__httpx_import }}
 import pytest
+import uvicorn
 
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.settings import Settings, load_settings
@@ -89,6 +90,13 @@ def test_env_example_sets_every_setting_to_its_default(monkeypatch: pytest.Monke
     for name in names:
         monkeypatch.delenv(name, raising=False)
     assert Settings(_env_file=example) == Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_idle_connections_are_let_go_before_a_uvicorn_upstream_would_close_them() -> None:
+    """A request sent just as the upstream closes its idle connection fails, and one with a
+    streamed body cannot be sent again: the pool drops the connection first."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.upstream_keepalive_expiry < uvicorn.Config("main:app").timeout_keep_alive
 {%- if cookiecutter.http_transport == "aiohttp" %}
 
 

@@ -66,7 +66,10 @@ class Settings(BaseSettings):
     # Seconds a caller's body may pause between two pieces before the caller gets 408.
     client_body_timeout: float = Field(default=60.0, gt=0)
     upstream_max_keepalive_connections: int = Field(default=20, ge=0)
-    upstream_keepalive_expiry: float = Field(default=5.0, ge=0)
+    # Seconds an idle connection is kept: below the upstream's own keep-alive timeout, or a
+    # request may go out on a connection the upstream is closing at that moment and fail
+    # (uvicorn, Node.js and Apache close after 5 s).
+    upstream_keepalive_expiry: float = Field(default=4.0, ge=0)
     # Speak HTTP/2 to an upstream that offers it in the TLS handshake (HTTP/1.1 otherwise).
     upstream_http2: bool = False
 {%- if cookiecutter.response_mode != "stream" %}
