@@ -9,7 +9,7 @@ from pathlib import Path
 
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
-# Files that belong to some choices only: path -> (prompt, the answers that keep it).
+# Files that belong to some choices only: path -> (question, the answers that keep it).
 # Every other file belongs to every project.
 OWNED_FILES = {
     "src/{package_name}/routes/stream.py": ("response_mode", {"both", "stream"}),
@@ -19,6 +19,10 @@ OWNED_FILES = {
     "src/{package_name}/transport_aiohttp.py": ("http_transport", {"aiohttp"}),
     "src/{package_name}/transport_native.py": ("http_transport", {"native"}),
     "tests/test_http2.py": ("http_transport", {"native"}),
+    "src/{package_name}/metrics.py": ("metrics", {True}),
+    "tests/test_metrics.py": ("metrics", {True}),
+    "src/{package_name}/tracing.py": ("tracing", {True}),
+    "tests/test_tracing.py": ("tracing", {True}),
 }
 # Variant files that take a common name once the unchosen ones are gone: path -> new path.
 RENAMED_FILES = {
@@ -27,7 +31,7 @@ RENAMED_FILES = {
 }
 
 
-def unchosen_files(answers: dict[str, str]) -> list[str]:
+def unchosen_files(answers: dict[str, object]) -> list[str]:
     """The files of the variants these answers did not choose, relative to the project."""
     return [
         path.format(package_name=answers["package_name"])

@@ -34,6 +34,8 @@ CHOICES = {
     "httpx_package": {"httpx2", "httpx"},
     "http_transport": {"aiohttp", "native"},
 }
+# Yes-or-no questions: cookiecutter turns "yes", "no", "true", "false" and the like into booleans.
+FLAGS = ("metrics", "tracing")
 _SLUG = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 _PACKAGE = re.compile(r"[a-z_][a-z0-9_]*")
 _EMAIL = re.compile(r"[^@\s\"'<>\\]+@[^@\s\"'<>\\]+\.[^@\s\"'<>\\]+")
@@ -124,6 +126,9 @@ def problems(answers: dict[str, object]) -> list[str]:
         reason = check(value) if isinstance(value, str) else "must be text"
         if reason:
             found.append(f"{field}={value!r}: {reason}")
+    for field in FLAGS:
+        if not isinstance(answers.get(field), bool):
+            found.append(f"{field}={answers.get(field)!r}: answer yes or no")
     return found
 
 

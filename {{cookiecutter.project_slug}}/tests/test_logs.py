@@ -1,6 +1,9 @@
-"""One log line per request, in plain text or JSON, with the request id on every line."""
+"""One log line per request, plain or JSON, with the request id{{ " and trace id" if cookiecutter.tracing }} on every line."""
 
 import json
+{%- if cookiecutter.tracing %}
+import re
+{%- endif %}
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,7 +60,12 @@ def test_plain_lines_carry_the_request_id(service: Service, prefix: str) -> None
         f"{service.url}{prefix}/status/200", headers={"x-request-id": "trace-me-42"}
     )
     assert response.headers["x-request-id"] == "trace-me-42"
-    assert service.log_lines_with(f"[trace-me-42] GET {prefix}/status/200 200", since=mark)
+    (line,) = service.log_lines_with(f"GET {prefix}/status/200 200", since=mark)
+{%- if cookiecutter.tracing %}
+    assert re.search(r"\[trace-me-42 [0-9a-f]{32}\] GET ", line), line
+{%- else %}
+    assert "[trace-me-42] GET " in line, line
+{%- endif %}
 
 
 def test_control_characters_in_a_path_cannot_forge_log_lines(service: Service, prefix: str) -> None:

@@ -1,8 +1,8 @@
 """Caller authentication: with `SERVICE_API_KEYS` set, callers present one of the keys.
 
-Every endpoint but the probes and the API docs then needs `Authorization: Bearer <key>`. The
-presented key is compared with every configured key in constant time, so how long a refusal
-takes says nothing about how close a guess came.
+Every endpoint but the probes{{ ', the metrics' if cookiecutter.metrics }} and the API docs then needs
+`Authorization: Bearer <key>`. The presented key is compared with every configured key in
+constant time, so how long a refusal takes says nothing about how close a guess came.
 """
 
 import hmac
@@ -10,10 +10,17 @@ import hmac
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+{% if cookiecutter.metrics -%}
+# Paths anyone may reach: the orchestrator's probes, the metrics, and the API's description.
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+{%- else -%}
 # Paths anyone may reach: the orchestrator's probes, and the API's description.
 OPEN_PATHS = frozenset(
     {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
+{%- endif %}
 
 
 class CallerKeys:

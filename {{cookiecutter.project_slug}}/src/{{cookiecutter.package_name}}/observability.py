@@ -1,4 +1,4 @@
-"""Request ids and logs: one line per request, the request id on every line.
+"""Request ids and logs: one line per request, the request id{{ " and trace id" if cookiecutter.tracing }} on every line.
 
 The middleware is plain ASGI rather than `BaseHTTPMiddleware`, so it neither buffers nor delays
 streamed bodies.
@@ -13,6 +13,9 @@ import uuid
 from contextvars import ContextVar
 from typing import TextIO
 
+{% if cookiecutter.tracing -%}
+from opentelemetry import trace
+{% endif -%}
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -26,10 +29,14 @@ _ACCESS_FIELDS = ("method", "path", "status", "bytes", "duration_ms")
 
 
 class RequestIdFilter(logging.Filter):
-    """Put the current request id on every log record."""
+    """Put the current request id{{ " and trace id" if cookiecutter.tracing }} on every log record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+{%- if cookiecutter.tracing %}
+        context = trace.get_current_span().get_span_context()
+        record.trace_id = format(context.trace_id, "032x") if context.is_valid else "-"
+{%- endif %}
         return True
 
 
@@ -42,6 +49,9 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+{%- if cookiecutter.tracing %}
+            "trace_id": getattr(record, "trace_id", "-"),
+{%- endif %}
             "request_id": getattr(record, "request_id", "-"),
         }
         entry.update({key: getattr(record, key) for key in _ACCESS_FIELDS if hasattr(record, key)})
@@ -70,7 +80,13 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
+{%- if cookiecutter.tracing %}
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(trace_id)s] %(message)s"
+            )
+{%- else %}
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+{%- endif %}
         )
     package_logger = logging.getLogger("{{ cookiecutter.package_name }}")
     package_logger.handlers = [handler]

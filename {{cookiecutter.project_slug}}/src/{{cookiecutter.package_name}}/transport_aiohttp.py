@@ -26,6 +26,9 @@ from {{ cookiecutter.__aiohttp_transport }} import AiohttpTransport
 from multidict import CIMultiDict
 
 from {{ cookiecutter.package_name }}.framing import MalformedResponse, ResponseFraming
+{%- if cookiecutter.metrics %}
+from {{ cookiecutter.package_name }}.metrics import PoolStatus
+{%- endif %}
 
 # Headers aiohttp would add of its own accord: the relay sends only what the caller sent.
 _AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
@@ -157,6 +160,10 @@ class UpstreamTransport(AiohttpTransport):
         self._max_connections = limits.max_connections or 100
         self._max_header_bytes = max_header_bytes
         self._slots = asyncio.Semaphore(self._max_connections)
+{%- if cookiecutter.metrics %}
+        self._in_use = 0
+        self._waiting = 0
+{%- endif %}
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -186,13 +193,41 @@ class UpstreamTransport(AiohttpTransport):
         if not self._slots.locked():
             # Free slot: taken at once, without the cost of a timeout scope.
             await self._slots.acquire()
+{%- if cookiecutter.metrics %}
+            self._in_use += 1
+{%- endif %}
             return
         pool_timeout = request.extensions.get("timeout", {}).get("pool")
+{%- if cookiecutter.metrics %}
+        self._waiting += 1
+{%- endif %}
         try:
             with anyio.fail_after(pool_timeout):
                 await self._slots.acquire()
         except TimeoutError:
             raise httpx.PoolTimeout("no upstream connection became free in time") from None
+{%- if cookiecutter.metrics %}
+        finally:
+            self._waiting -= 1
+        self._in_use += 1
+{%- endif %}
+
+    def _release_slot(self) -> None:
+{%- if cookiecutter.metrics %}
+        self._in_use -= 1
+{%- endif %}
+        self._slots.release()
+{%- if cookiecutter.metrics %}
+
+    def pool_status(self) -> PoolStatus:
+        """Connections in use or being opened, idle ones kept for reuse, and requests waiting."""
+        idle = 0
+        if self._session is not None:
+            # aiohttp keeps idle connections in a deque per host: not public API.
+            connector: Any = self._session.connector
+            idle = sum(len(connections) for connections in connector._conns.values())
+        return PoolStatus(active=self._in_use, idle=idle, waiting=self._waiting)
+{%- endif %}
 
     async def _send(self, request: httpx.Request) -> aiohttp.ClientResponse:
         headers = aiohttp_headers(request)
@@ -219,12 +254,12 @@ class UpstreamTransport(AiohttpTransport):
         try:
             response = await self._send(request)
         except BaseException:
-            self._slots.release()
+            self._release_slot()
             raise
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=_AiohttpBody(response, self._slots.release),
+            stream=_AiohttpBody(response, self._release_slot),
             request=request,
             extensions={
                 "http_version": b"HTTP/1.1",

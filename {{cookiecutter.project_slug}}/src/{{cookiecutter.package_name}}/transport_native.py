@@ -20,6 +20,9 @@ from typing import Any
 {{ cookiecutter.__httpx_import }}
 
 from {{ cookiecutter.package_name }}.framing import MalformedResponse, ResponseFraming
+{%- if cookiecutter.metrics %}
+from {{ cookiecutter.package_name }}.metrics import PoolStatus
+{%- endif %}
 
 # From the most specific httpcore error to the most general: the first match names the failure.
 _ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
@@ -172,6 +175,16 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             stream=_Body(response.stream),
             extensions=response.extensions,
         )
+
+{%- if cookiecutter.metrics %}
+
+    def pool_status(self) -> PoolStatus:
+        """Connections in use or being opened, idle ones kept for reuse, and requests waiting."""
+        idle = sum(connection.is_idle() for connection in self._pool.connections)
+        # The pool's queue of requests is not public API.
+        waiting = sum(request.is_queued() for request in self._pool._requests)
+        return PoolStatus(active=len(self._pool.connections) - idle, idle=idle, waiting=waiting)
+{%- endif %}
 
     async def aclose(self) -> None:
         await self._pool.aclose()

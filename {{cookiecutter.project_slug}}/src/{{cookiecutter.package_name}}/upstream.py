@@ -18,6 +18,9 @@ from {{ cookiecutter.package_name }}.transport import UpstreamTransport
 
 logger = logging.getLogger(__name__)
 
+# Wraps the pool's transport, to measure or trace each upstream call.
+Instrument = Callable[[UpstreamTransport], httpx.AsyncBaseTransport]
+
 
 class State(TypedDict):
     """What the lifespan hands to every request (as `request.state`)."""
@@ -26,7 +29,7 @@ class State(TypedDict):
     settings: Settings
 
 
-def build_client(settings: Settings) -> httpx.AsyncClient:
+def build_client(settings: Settings, instrument: Instrument | None = None) -> httpx.AsyncClient:
     """The client with the pool limits and timeouts from the settings."""
     timeout = httpx.Timeout(
         settings.upstream_timeout,
@@ -38,13 +41,12 @@ def build_client(settings: Settings) -> httpx.AsyncClient:
         max_keepalive_connections=settings.upstream_max_keepalive_connections,
         keepalive_expiry=settings.upstream_keepalive_expiry,
     )
+    # A custom transport ignores `limits=` on the client: it takes them itself.
+    pool = UpstreamTransport(limits, settings.max_header_bytes, http2=settings.upstream_http2)
     return httpx.AsyncClient(
         base_url=settings.upstream_base_url,
         timeout=timeout,
-        # A custom transport ignores `limits=` on the client: it takes them itself.
-        transport=UpstreamTransport(
-            limits, settings.max_header_bytes, http2=settings.upstream_http2
-        ),
+        transport=instrument(pool) if instrument else pool,
         # The relay forwards redirects to the caller rather than following them itself.
         follow_redirects=False,
         # One client serves every caller: it must never keep a cookie from one for another.
@@ -53,13 +55,13 @@ def build_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def lifespan_for(
-    settings: Settings,
+    settings: Settings, instrument: Instrument | None = None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
     """A lifespan that opens the shared client before the first request and closes it last."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        async with build_client(settings) as client:
+        async with build_client(settings, instrument) as client:
             logger.info("upstream client open for %s", settings.upstream_base_url)
             yield {"upstream": client, "settings": settings}
         logger.info("upstream client closed")

@@ -1,0 +1,154 @@
+"""Traces: a server span per request, a client span per upstream call, one trace end to end."""
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+{{ cookiecutter.__httpx_import }}
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.tracing import Tracing
+
+from tests.servers import relay_settings, run_service, serve
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+CALLER_SPAN_ID = "b7ad6b7169203331"
+TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN_ID}-01"
+
+
+@pytest.fixture(scope="module")
+def spans() -> InMemorySpanExporter:
+    """Every span the traced relay ends, kept in memory."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module")
+def traced_relay(upstream: str, spans: InMemorySpanExporter) -> Iterator[str]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    with serve(create_app(relay_settings(upstream), Tracing(provider))) as url:
+        yield url
+
+
+def traceparents(echoed: httpx.Response) -> list[str]:
+    """The `traceparent` headers the upstream received, as its echo reports them."""
+    return [value for name, value in echoed.json()["headers"] if name.lower() == "traceparent"]
+
+
+def traceparent_of(span: ReadableSpan) -> str:
+    """The `traceparent` that names `span` as the parent (W3C trace context, version 00)."""
+    context = span.get_span_context()
+    assert context is not None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def one_span(spans: InMemorySpanExporter, kind: SpanKind) -> ReadableSpan:
+    (span,) = [span for span in spans.get_finished_spans() if span.kind is kind]
+    return span
+
+
+def test_the_callers_trace_continues_through_the_relay_to_the_upstream(
+    traced_relay: str, spans: InMemorySpanExporter, prefix: str
+) -> None:
+    spans.clear()
+    echoed = httpx.get(f"{traced_relay}{prefix}/echo/orders", headers={"traceparent": TRACEPARENT})
+    assert echoed.status_code == 200
+    server = one_span(spans, SpanKind.SERVER)
+    client = one_span(spans, SpanKind.CLIENT)
+    assert server.name == "GET " + prefix + "/{path}"
+    assert server.context is not None
+    assert client.context is not None
+    assert format(server.context.trace_id, "032x") == TRACE_ID
+    assert server.parent is not None
+    assert format(server.parent.span_id, "016x") == CALLER_SPAN_ID
+    assert client.parent is not None
+    assert client.parent.span_id == server.context.span_id
+    # One traceparent upstream, the caller's replaced: same trace, the client span as parent.
+    assert traceparents(echoed) == [traceparent_of(client)]
+    assert traceparent_of(client).startswith(f"00-{TRACE_ID}-")
+
+
+def test_a_request_without_a_trace_starts_one(
+    traced_relay: str, spans: InMemorySpanExporter, prefix: str
+) -> None:
+    spans.clear()
+    echoed = httpx.get(f"{traced_relay}{prefix}/echo/orders")
+    assert traceparents(echoed) == [traceparent_of(one_span(spans, SpanKind.CLIENT))]
+
+
+def test_probes_are_not_traced(traced_relay: str, spans: InMemorySpanExporter) -> None:
+    spans.clear()
+    assert httpx.get(f"{traced_relay}/healthz").status_code == 200
+    assert httpx.get(f"{traced_relay}/readyz").status_code == 200
+    assert spans.get_finished_spans() == ()
+
+
+class Collector(ThreadingHTTPServer):
+    """An OTLP/HTTP receiver on loopback: it keeps each export's path and body, and says 200."""
+
+    def __init__(self) -> None:
+        self.exports: list[tuple[str, bytes]] = []
+        self.arrived = threading.Event()
+        super().__init__(("127.0.0.1", 0), _CollectorHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _CollectorHandler(BaseHTTPRequestHandler):
+    server: Collector
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.server.exports.append((self.path, body))
+        self.server.arrived.set()
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # quiet: the test reads what arrived, not a log
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    with Collector() as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield server
+        server.shutdown()
+
+
+@pytest.mark.slow
+def test_the_service_exports_over_otlp_and_logs_the_trace_id(
+    upstream: str, collector: Collector, prefix: str
+) -> None:
+    settings = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+        "OTEL_SERVICE_NAME": "relay-under-test",
+        # Export each batch at once rather than every 5 s.
+        "OTEL_BSP_SCHEDULE_DELAY": "10",
+        "LOG_FORMAT": "json",
+    }
+    with run_service(upstream, **settings) as service:
+        mark = service.log_mark()
+        response = httpx.get(
+            f"{service.url}{prefix}/echo/orders", headers={"traceparent": TRACEPARENT}
+        )
+        assert response.status_code == 200
+        assert collector.arrived.wait(30), "no spans were exported"
+        (line,) = service.log_lines_with(f"GET {prefix}/echo/orders", seconds=30, since=mark)
+    access = json.loads(line)
+    assert access["trace_id"] == TRACE_ID
+    assert access["request_id"] == response.headers["x-request-id"]
+    path, body = collector.exports[0]
+    assert path == "/v1/traces"
+    assert bytes.fromhex(TRACE_ID) in body
+    assert b"relay-under-test" in body
