@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.projects import CHOICES, DEFAULTS, Project, render
+from tests.projects import CHOICES, DEFAULTS, Answers, Project, render
 
 BASELINES = {
     "direct": "upstream direct",
@@ -34,7 +34,7 @@ FASTER_THAN = {"httpx": 3.0, "requests": 2.0}
 SHARE_OF_DIRECT = 0.5
 
 
-def bench(answers: dict[str, str], workdir: Path, bench_args: list[str]) -> dict[str, Any]:
+def bench(answers: Answers, workdir: Path, bench_args: list[str]) -> dict[str, Any]:
     """Render one combination, run its benchmark, and return the results it wrote."""
     name = f"{answers['httpx_package']}-{answers['http_transport']}"
     output = workdir / name

@@ -11,7 +11,7 @@ ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
 # Files that belong to some choices only: path -> (question, the answers that keep it).
 # Every other file belongs to every project.
-OWNED_FILES = {
+OWNED_FILES: dict[str, tuple[str, set[object]]] = {
     "src/{package_name}/routes/stream.py": ("response_mode", {"both", "stream"}),
     "tests/test_stream.py": ("response_mode", {"both", "stream"}),
     "src/{package_name}/routes/buffered.py": ("response_mode", {"both", "buffered"}),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.projects import CHOICES, DEFAULTS, Bake, Project, combination_id, environment_key, render
+from tests.projects import DEFAULTS, Bake, Project, combination_id, environment_key, render
 
 
 @pytest.fixture(scope="session")
@@ -16,13 +16,13 @@ def environments(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bake(tmp_path_factory: pytest.TempPathFactory, environments: Path) -> Bake:
     """Render the template once per distinct set of answers; later calls get the same project."""
-    baked: dict[tuple[tuple[str, str], ...], Project] = {}
+    baked: dict[tuple[tuple[str, str | bool], ...], Project] = {}
 
-    def bake(**answers: str) -> Project:
+    def bake(**answers: str | bool) -> Project:
         answers = {**DEFAULTS, **answers}
         key = tuple(sorted(answers.items()))
         if key not in baked:
-            output = tmp_path_factory.mktemp(combination_id({k: answers[k] for k in CHOICES}))
+            output = tmp_path_factory.mktemp(combination_id(answers))
             result = render(output, answers)
             assert result.returncode == 0, result.stdout + result.stderr
             (path,) = output.iterdir()

@@ -20,22 +20,56 @@ import pytest
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 CONTEXT = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+Answers = dict[str, str | bool]
 CHOICES: dict[str, list[str]] = {key: value for key, value in CONTEXT.items() if isinstance(value, list)}
-DEFAULTS: dict[str, str] = {key: value[0] for key, value in CHOICES.items()}
-COMBINATIONS: list[dict[str, str]] = [
-    dict(zip(CHOICES, values, strict=True)) for values in itertools.product(*CHOICES.values())
-]
+FLAGS: list[str] = [key for key, value in CONTEXT.items() if isinstance(value, bool)]
+DEFAULTS: Answers = {
+    **{key: value[0] for key, value in CHOICES.items()},
+    **{key: bool(CONTEXT[key]) for key in FLAGS},
+}
 UV = [sys.executable, "-m", "uv"]
 
 
-def combination_id(answers: dict[str, str]) -> str:
-    """`both-py3.13-httpx2-aiohttp`: the choices, in the order cookiecutter.json asks them."""
-    return "-".join(f"py{value}" if key == "python_version" else value for key, value in answers.items())
+def flag_settings() -> list[dict[str, bool]]:
+    """Every way to answer the yes/no prompts, the defaults (all yes) first."""
+    answers = itertools.product([True, False], repeat=len(FLAGS))
+    return [dict(zip(FLAGS, values, strict=True)) for values in answers]
 
 
-def environment_key(answers: dict[str, str]) -> str:
+def combinations() -> list[Answers]:
+    """Every combination of the list choices, each with one setting of the yes/no prompts.
+
+    Every setting of the flags for every list combination would multiply the run's time by
+    four. Instead each environment (the choices that decide what is installed) takes the next
+    setting in turn, Python versions varying fastest, so that every package and transport is
+    checked with each flag on and off (`test_template` holds this) and the relay modes of an
+    environment still share it.
+    """
+    installed = [key for key in CHOICES if key != "response_mode"][::-1]
+    settings = itertools.cycle(flag_settings())
+    environments: list[Answers] = [
+        {**dict(zip(installed, values, strict=True)), **next(settings)}
+        for values in itertools.product(*(CHOICES[key] for key in installed))
+    ]
+    return [
+        {"response_mode": mode, **environment}
+        for mode in CHOICES["response_mode"]
+        for environment in environments
+    ]
+
+
+COMBINATIONS = combinations()
+
+
+def combination_id(answers: Answers) -> str:
+    """`both-py3.13-httpx2-aiohttp-metrics-tracing`: the choices, then the flags answered yes."""
+    names = [f"py{answers[key]}" if key == "python_version" else str(answers[key]) for key in CHOICES]
+    return "-".join(names + [flag for flag in FLAGS if answers[flag]])
+
+
+def environment_key(answers: Answers) -> str:
     """Combinations that install the same packages share one environment, keyed by this."""
-    return combination_id({k: v for k, v in answers.items() if k != "response_mode"})
+    return combination_id({**answers, "response_mode": "any"}).removeprefix("any-")
 
 
 def every_combination() -> list[object]:
@@ -98,7 +132,7 @@ class Project:
     """A rendered project, and the commands its users would run in it."""
 
     path: Path
-    answers: dict[str, str]
+    answers: Answers
     shared: Path | None = None
 
     @property
@@ -124,7 +158,7 @@ class Project:
         result = subprocess.run(
             command,
             cwd=self.path,
-            env=project_env(self.answers["python_version"], self.shared),
+            env=project_env(str(self.answers["python_version"]), self.shared),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -138,12 +172,12 @@ class Project:
         return self.run(*UV, *args, timeout=timeout)
 
 
-def render(output_dir: Path, answers: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def render(output_dir: Path, answers: Answers) -> subprocess.CompletedProcess[str]:
     """Run cookiecutter as a user would, with these answers and no prompts."""
     return subprocess.run(
         [sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", str(output_dir), str(TEMPLATE)]
         + [f"{key}={value}" for key, value in answers.items()],
-        env=project_env(answers.get("python_version", DEFAULTS["python_version"])),
+        env=project_env(str(answers.get("python_version", DEFAULTS["python_version"]))),
         capture_output=True,
         text=True,
         timeout=300,
@@ -152,3 +186,18 @@ def render(output_dir: Path, answers: dict[str, str]) -> subprocess.CompletedPro
 
 
 Bake = Callable[..., Project]
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tests.projects both-py3.13-httpx2-aiohttp DIR`: render that combination, with
+    the yes/no answers the tests give it, into DIR, as template CI does."""
+    choices, output_dir = argv
+    unflagged = dict.fromkeys(FLAGS, False)
+    (answers,) = [answers for answers in COMBINATIONS if combination_id({**answers, **unflagged}) == choices]
+    result = render(Path(output_dir), answers)
+    print(result.stdout + result.stderr, end="")
+    return result.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 from cookiecutter.environment import StrictEnvironment
 
-from tests.projects import TEMPLATE
+from tests.projects import CHOICES, FLAGS, TEMPLATE
 
 GOOD = {
     "project_name": "Upstream Relay",
@@ -24,6 +24,8 @@ GOOD = {
     "python_version": "3.13",
     "httpx_package": "httpx2",
     "http_transport": "aiohttp",
+    "metrics": True,
+    "tracing": True,
 }
 
 
@@ -42,6 +44,13 @@ post_gen = load_hook("post_gen_project")
 
 def test_good_answers_pass() -> None:
     assert pre_gen.problems(GOOD) == []
+
+
+def test_hook_knows_every_choice_that_cookiecutter_json_offers() -> None:
+    assert {field: sorted(values) for field, values in pre_gen.CHOICES.items()} == {
+        field: sorted(values) for field, values in CHOICES.items()
+    }
+    assert list(pre_gen.FLAGS) == FLAGS
 
 
 @pytest.mark.parametrize(
@@ -69,9 +78,11 @@ def test_good_answers_pass() -> None:
         ("upstream_base_url", 'https://api.example.com/"quoted"'),
         ("response_mode", "sometimes"),
         ("python_version", "2.7"),
+        ("metrics", "maybe"),
+        ("tracing", None),
     ],
 )
-def test_bad_answer_is_named_with_its_value(field: str, value: str) -> None:
+def test_bad_answer_is_named_with_its_value(field: str, value: object) -> None:
     (problem,) = pre_gen.problems({**GOOD, field: value})
     assert problem.startswith(f"{field}={value!r}: ")
 
@@ -100,10 +111,30 @@ def test_bad_answer_is_named_with_its_value(field: str, value: str) -> None:
                 "src/upstream_relay/transport_aiohttp.py",
             },
         ),
+        (
+            {"metrics": False, "tracing": False},
+            {
+                "src/upstream_relay/transport_native.py",
+                "tests/test_http2.py",
+                "src/upstream_relay/metrics.py",
+                "tests/test_metrics.py",
+                "src/upstream_relay/tracing.py",
+                "tests/test_tracing.py",
+            },
+        ),
+        (
+            {"tracing": False},
+            {
+                "src/upstream_relay/transport_native.py",
+                "tests/test_http2.py",
+                "src/upstream_relay/tracing.py",
+                "tests/test_tracing.py",
+            },
+        ),
     ],
-    ids=["both-aiohttp", "stream-aiohttp", "buffered-native"],
+    ids=["both-aiohttp", "stream-aiohttp", "buffered-native", "no-metrics-no-tracing", "no-tracing"],
 )
-def test_unchosen_files_follow_the_table(answers: dict[str, str], removed: set[str]) -> None:
+def test_unchosen_files_follow_the_table(answers: dict[str, object], removed: set[str]) -> None:
     assert set(post_gen.unchosen_files({**GOOD, **answers})) == removed
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.projects import UV, Bake, Project, every_combination, project_env
+from tests.projects import UV, Answers, Bake, Project, every_combination, project_env
 
 
 def instructions(dockerfile: str) -> list[tuple[str, str]]:
@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("answers", every_combination())
-def test_dockerfile_copies_only_what_exists_and_is_not_ignored(bake: Bake, answers: dict[str, str]) -> None:
+def test_dockerfile_copies_only_what_exists_and_is_not_ignored(bake: Bake, answers: Answers) -> None:
     project = bake(**answers)
     ignored = project.read(".dockerignore").splitlines()
     for instruction, arguments in instructions(project.read("Dockerfile")):
@@ -66,7 +66,7 @@ def image_command(project: Project, directory: Path, **settings: str) -> Iterato
     (health,) = [exec_form(args) for name, args in steps if name == "HEALTHCHECK"]
     # As the build stage does: the locked runtime dependencies and the package, not editable.
     venv = directory / "venv"
-    env = {**project_env(project.answers["python_version"]), "UV_PROJECT_ENVIRONMENT": str(venv)}
+    env = {**project_env(str(project.answers["python_version"])), "UV_PROJECT_ENVIRONMENT": str(venv)}
     subprocess.run(
         [*UV, "sync", "--locked", "--no-dev", "--no-editable"],
         cwd=project.path,
@@ -107,7 +107,7 @@ def image_command(project: Project, directory: Path, **settings: str) -> Iterato
 
 @pytest.mark.parametrize("answers", every_combination())
 def test_image_command_serves_and_passes_its_health_check(
-    bake: Bake, answers: dict[str, str], tmp_path: Path
+    bake: Bake, answers: Answers, tmp_path: Path
 ) -> None:
     project = bake(**answers)
     steps = instructions(project.read("Dockerfile"))

@@ -3,11 +3,11 @@ pre-commit (which also runs hadolint and the GitHub workflow schema check), all 
 
 import pytest
 
-from tests.projects import Bake, every_combination
+from tests.projects import Answers, Bake, every_combination
 
 
 @pytest.mark.parametrize("answers", every_combination())
-def test_project_passes_its_own_checks(bake: Bake, answers: dict[str, str]) -> None:
+def test_project_passes_its_own_checks(bake: Bake, answers: Answers) -> None:
     project = bake(**answers)
     project.uv("sync", "--locked")
     project.uv("run", "pytest", "-q", "-p", "no:cacheprovider")

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.projects import Bake, every_combination
+from tests.projects import Answers, Bake, every_combination
 
 COMMON = {
     ".dockerignore",
@@ -73,13 +73,15 @@ COMMON = {
     "tests/upstream_app.py",
     "tests/wire.py",
 }
-BY_CHOICE = {
+BY_CHOICE: dict[tuple[str, str | bool], set[str]] = {
     ("response_mode", "stream"): {"src/upstream_relay/routes/stream.py", "tests/test_stream.py"},
     ("response_mode", "buffered"): {"src/upstream_relay/routes/buffered.py", "tests/test_buffered.py"},
     ("http_transport", "native"): {"tests/test_http2.py"},
+    ("metrics", True): {"src/upstream_relay/metrics.py", "tests/test_metrics.py"},
+    ("tracing", True): {"src/upstream_relay/tracing.py", "tests/test_tracing.py"},
 }
 # Words that must not appear in a project that did not choose the variant they belong to.
-MENTIONS = {
+MENTIONS: dict[tuple[str, str | bool], re.Pattern[str]] = {
     ("response_mode", "stream"): re.compile(
         r"/stream/|routes\.stream|UpstreamStreamingResponse|streaming relay", re.I
     ),
@@ -87,6 +89,10 @@ MENTIONS = {
     ("response_mode", "buffered"): re.compile(r"\bbuffered", re.I),
     ("http_transport", "aiohttp"): re.compile(r"aiohttp", re.I),
     ("httpx_package", "httpx2"): re.compile(r"httpx2"),
+    # Not "metrics" alone: the autoscaler's CPU metrics are there either way.
+    ("metrics", True): re.compile(r"prometheus|/metrics|metrics\.py|http_server_request", re.I),
+    # OpenTelemetry's naming conventions are the metrics' too: not the word, its packages.
+    ("tracing", True): re.compile(r"opentelemetry[-_.]|OTEL_|traceparent|trace[ _]id|tracing", re.I),
 }
 # Every project's benchmark runs the same baselines, one of them a bare relay on aiohttp: where
 # they are defined, installed and described, a project names aiohttp whatever its transport.
@@ -102,12 +108,12 @@ BASELINE_PARTS = {
 }
 
 
-def chosen(answers: dict[str, str], prompt: str, value: str) -> bool:
+def chosen(answers: Answers, prompt: str, value: str | bool) -> bool:
     return answers[prompt] in {value, "both"}
 
 
 @pytest.mark.parametrize("answers", every_combination())
-def test_files_are_exactly_those_of_the_choices(bake: Bake, answers: dict[str, str]) -> None:
+def test_files_are_exactly_those_of_the_choices(bake: Bake, answers: Answers) -> None:
     project = bake(**answers)
     expected = set(COMMON)
     for (prompt, value), files in BY_CHOICE.items():
@@ -117,7 +123,7 @@ def test_files_are_exactly_those_of_the_choices(bake: Bake, answers: dict[str, s
 
 
 @pytest.mark.parametrize("answers", every_combination())
-def test_no_template_syntax_or_unchosen_variant_is_left(bake: Bake, answers: dict[str, str]) -> None:
+def test_no_template_syntax_or_unchosen_variant_is_left(bake: Bake, answers: Answers) -> None:
     project = bake(**answers)
     for relative in project.files() - {"uv.lock"}:
         text = project.read(relative)
@@ -127,14 +133,18 @@ def test_no_template_syntax_or_unchosen_variant_is_left(bake: Bake, answers: dic
                 checked = text
                 if value == "aiohttp" and relative in BASELINE_PARTS:
                     checked = BASELINE_PARTS[relative].sub("", text)
-                assert not pattern.search(checked), f"{relative} mentions {value}: {pattern.search(checked)}"
+                assert not pattern.search(checked), (
+                    f"{relative} mentions {prompt}={value}: {pattern.search(checked)}"
+                )
 
 
 @pytest.mark.parametrize("answers", every_combination())
-def test_lock_file_holds_the_chosen_packages(bake: Bake, answers: dict[str, str]) -> None:
+def test_lock_file_holds_the_chosen_packages(bake: Bake, answers: Answers) -> None:
     lock = bake(**answers).read("uv.lock")
     assert f'name = "{answers["httpx_package"]}"' in lock
     assert ('name = "httpx-aiohttp"' in lock) is (answers["http_transport"] == "aiohttp")
+    assert ('name = "prometheus-client"' in lock) is answers["metrics"]
+    assert ('name = "opentelemetry-sdk"' in lock) is answers["tracing"]
 
 
 def test_answers_with_quotes_are_kept_as_plain_data(bake: Bake) -> None:
@@ -147,5 +157,5 @@ def test_answers_with_quotes_are_kept_as_plain_data(bake: Bake) -> None:
     )
     assert 'description = "Says \\"hi\\" \\\\ and \\u003cb\\u003e else"' in project.read("pyproject.toml")
     app = project.read("src/ops_relay/app.py")
-    assert 'FastAPI(title="O\\u0027Brien\\u0027s \\u003cRelay\\u003e \\u0026 Co"' in app
+    assert 'title="O\\u0027Brien\\u0027s \\u003cRelay\\u003e \\u0026 Co"' in app
     project.uv("run", "--no-dev", "python", "-c", "import ops_relay.settings")

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.projects import CHOICES, DEFAULTS, TEMPLATE, Project, project_env
+from tests.projects import (
+    CHOICES,
+    COMBINATIONS,
+    DEFAULTS,
+    FLAGS,
+    TEMPLATE,
+    Project,
+    flag_settings,
+    project_env,
+)
 
 WORKFLOW = TEMPLATE / ".github" / "workflows" / "ci.yml"
 
@@ -26,6 +35,19 @@ def test_template_workflow_renders_every_combination() -> None:
     assert {key: [str(value) for value in values] for key, values in matrix.items()} == CHOICES
 
 
+def test_combinations_check_every_choice_with_each_flag_on_and_off() -> None:
+    assert len(COMBINATIONS) == len({tuple(answers.items()) for answers in COMBINATIONS})
+    for field, values in CHOICES.items():
+        for value in values:
+            for flag in FLAGS:
+                answered = {answers[flag] for answers in COMBINATIONS if answers[field] == value}
+                assert answered == {True, False}, (
+                    f"{field}={value} is never checked with {flag} answered both ways"
+                )
+    settings = [{flag: answers[flag] for flag in FLAGS} for answers in COMBINATIONS]
+    assert all(setting in settings for setting in flag_settings())
+
+
 def test_template_workflow_is_valid() -> None:
     run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(WORKFLOW), cwd=TEMPLATE)
 
@@ -38,7 +60,7 @@ def test_template_code_passes_ruff_and_mypy() -> None:
 
 @pytest.mark.skipif(not (TEMPLATE / ".git").exists(), reason="cruft clones the template's git history")
 def test_cruft_project_passes_its_checks_and_stays_in_sync(tmp_path: Path) -> None:
-    env = project_env(DEFAULTS["python_version"])
+    env = project_env(str(DEFAULTS["python_version"]))
     run(
         sys.executable,
         "-m",

@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from tests.projects import CHOICES, DEFAULTS, TEMPLATE, Bake, Project, combination_id, environment_key
+from tests.projects import (
+    CHOICES,
+    DEFAULTS,
+    TEMPLATE,
+    Answers,
+    Bake,
+    Project,
+    combination_id,
+    environment_key,
+)
 
 PREFIXES = ["/stream", "/buffered"]
 # What the relay adds to a request, by design: dropped from httpbin's echo before comparing.
@@ -205,7 +214,7 @@ def service_in_front_of(project: Project, upstream: str) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("answers", client_combinations())
-def test_relayed_exchanges_match_direct_ones(bake: Bake, answers: dict[str, str], httpbin: str) -> None:
+def test_relayed_exchanges_match_direct_ones(bake: Bake, answers: Answers, httpbin: str) -> None:
     with service_in_front_of(bake(**answers), httpbin) as service_url:
         differences = []
         for name, method, target, headers, body in CASES:
@@ -253,7 +262,7 @@ def curl(base: str, args: list[str]) -> Any:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 @pytest.mark.parametrize("answers", client_combinations()[:1])
-def test_curl_gets_the_same_through_the_relay(bake: Bake, answers: dict[str, str], httpbin: str) -> None:
+def test_curl_gets_the_same_through_the_relay(bake: Bake, answers: Answers, httpbin: str) -> None:
     with service_in_front_of(bake(**answers), httpbin) as service_url:
         for args in CURL_CASES:
             for prefix in PREFIXES:

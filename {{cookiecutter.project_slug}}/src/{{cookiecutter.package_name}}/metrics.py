@@ -1,7 +1,7 @@
 """Prometheus metrics, named after OpenTelemetry's HTTP semantic conventions.
 
 - `http_server_request_duration_seconds`: every request the service answers, labelled with its
-  route template (`/stream/{path}`), never the raw path, so callers cannot grow the set
+  route template (`/items/{item_id}`), never the raw path, so callers cannot grow the set
   of series.
 - `http_client_request_duration_seconds`: every upstream call, until its response headers,
   labelled with the status or, for a call that failed, what failed (`error_type`).

@@ -53,7 +53,7 @@ class Tracing:
         """`transport` with a client span for each call, its context sent in `traceparent`."""
 {%- if cookiecutter.httpx_package == "httpx2" %}
         # The instrumentation annotates its httpx2 transport's argument with httpx's class, which
-        # mypy sees only where httpx is installed too (the aiohttp transport brings it).
+        # mypy sees only where some other package has installed httpx too.
         return TracedTransport(transport, tracer_provider=self.provider)  # type: ignore[arg-type,unused-ignore]
 {%- else %}
         return TracedTransport(transport, tracer_provider=self.provider)
