@@ -18,8 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 # The oldest Kubernetes release upstream still supported when the project was generated.
 KUBERNETES_VERSION = "1.35.0"
+{%- if cookiecutter.tracing %}
+# Read by uvicorn and by OpenTelemetry, not by the service's settings.
+OTHER_READERS = {"WEB_CONCURRENCY", "OTEL_SERVICE_NAME"}
+{%- else %}
 # Read by uvicorn itself, not by the service's settings.
-UVICORN_VARIABLES = {"WEB_CONCURRENCY"}
+OTHER_READERS = {"WEB_CONCURRENCY"}
+{%- endif %}
 
 
 def load(name: str) -> dict[str, Any]:
@@ -80,6 +85,20 @@ def test_probes_ask_the_services_own_health_paths_on_its_port(client: httpx.Clie
     assert port == {"name": "http", "containerPort": int(exposed)}
 
 
+{%- if cookiecutter.metrics %}
+
+
+def test_prometheus_is_told_where_each_pod_serves_its_metrics(client: httpx.Client) -> None:
+    annotations = pod()["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    (port,) = container()["ports"]
+    assert int(annotations["prometheus.io/port"]) == port["containerPort"]
+    scraped = client.get(annotations["prometheus.io/path"])
+    assert scraped.status_code == 200
+    assert "http_server_request_duration_seconds" in scraped.text
+{%- endif %}
+
+
 def test_the_pod_is_given_longer_than_the_service_takes_to_shut_down() -> None:
     (graceful,) = dockerfile(r'"--timeout-graceful-shutdown", "(\d+)"')
     drain = container()["lifecycle"]["preStop"]["sleep"]["seconds"]
@@ -116,7 +135,7 @@ def test_settings_are_valid_and_secrets_come_only_from_a_secret() -> None:
     assert secrets
     assert not secrets & set(settings)
     # The ConfigMap's values are settings the service accepts as they are.
-    Settings(**{k.lower(): v for k, v in settings.items() if k not in UVICORN_VARIABLES})
+    Settings(**{k.lower(): v for k, v in settings.items() if k not in OTHER_READERS})
     (source,) = container()["envFrom"]
     assert source["configMapRef"]["name"] == configmap["metadata"]["name"]
     # Every other variable is a reference to a Secret, never a value.
