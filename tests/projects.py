@@ -31,8 +31,8 @@ UV = [sys.executable, "-m", "uv"]
 
 
 def flag_settings() -> list[dict[str, bool]]:
-    """Every way to answer the yes/no prompts, the defaults (all yes) first."""
-    answers = itertools.product([True, False], repeat=len(FLAGS))
+    """Every way to answer the yes/no prompts, the defaults first."""
+    answers = itertools.product(*([bool(CONTEXT[flag]), not CONTEXT[flag]] for flag in FLAGS))
     return [dict(zip(FLAGS, values, strict=True)) for values in answers]
 
 
