@@ -1,9 +1,6 @@
 """One log line per request, plain or JSON, with the request id{{ " and trace id" if cookiecutter.tracing }} on every line."""
 
 import json
-{%- if cookiecutter.tracing %}
-import re
-{%- endif %}
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,7 +59,8 @@ def test_plain_lines_carry_the_request_id(service: Service, prefix: str) -> None
     assert response.headers["x-request-id"] == "trace-me-42"
     (line,) = service.log_lines_with(f"GET {prefix}/status/200 200", since=mark)
 {%- if cookiecutter.tracing %}
-    assert re.search(r"\[trace-me-42 [0-9a-f]{32}\] GET ", line), line
+    # No trace id: this service exports no spans, so it makes none (test_tracing.py has one).
+    assert "[trace-me-42 -] GET " in line, line
 {%- else %}
     assert "[trace-me-42] GET " in line, line
 {%- endif %}

@@ -82,6 +82,18 @@ def test_a_request_without_a_trace_starts_one(
     assert traceparents(echoed) == [traceparent_of(one_span(spans, SpanKind.CLIENT))]
 
 
+def test_without_an_endpoint_no_span_is_made_and_the_callers_trace_passes_as_it_came(
+    upstream: str, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    for name in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]:
+        monkeypatch.delenv(name, raising=False)
+    with serve(create_app(relay_settings(upstream))) as relay:
+        continued = httpx.get(f"{relay}{prefix}/echo/orders", headers={"traceparent": TRACEPARENT})
+        started = httpx.get(f"{relay}{prefix}/echo/orders")
+    assert traceparents(continued) == [TRACEPARENT]
+    assert traceparents(started) == []
+
+
 def test_probes_are_not_traced(traced_relay: str, spans: InMemorySpanExporter) -> None:
     spans.clear()
     assert httpx.get(f"{traced_relay}/healthz").status_code == 200

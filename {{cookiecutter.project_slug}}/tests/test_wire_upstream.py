@@ -15,9 +15,6 @@ RELAY_OWN = {
     b"x-forwarded-for",
     b"x-forwarded-proto",
     b"x-forwarded-host",
-{%- if cookiecutter.tracing %}
-    b"traceparent",  # The relay's client span, in the caller's trace (see test_tracing.py).
-{%- endif %}
 }
 
 
