@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.tracing import Tracing
@@ -72,6 +72,23 @@ def test_the_callers_trace_continues_through_the_relay_to_the_upstream(
     # One traceparent upstream, the caller's replaced: same trace, the client span as parent.
     assert traceparents(echoed) == [traceparent_of(client)]
     assert traceparent_of(client).startswith(f"00-{TRACE_ID}-")
+    assert client.name == "GET"
+    assert client.attributes is not None
+    assert client.attributes["http.request.method"] == "GET"
+    assert client.attributes["http.response.status_code"] == 200
+    assert client.attributes["server.address"] == "127.0.0.1"
+    assert str(client.attributes["url.full"]).endswith("/echo/orders")
+
+
+def test_a_failed_upstream_call_is_an_error_span_saying_what_failed(
+    traced_relay: str, spans: InMemorySpanExporter, prefix: str
+) -> None:
+    spans.clear()
+    assert httpx.get(f"{traced_relay}{prefix}/status/503").status_code == 503
+    client = one_span(spans, SpanKind.CLIENT)
+    assert client.status.status_code is StatusCode.ERROR
+    assert client.attributes is not None
+    assert client.attributes["error.type"] == "503"
 
 
 def test_a_request_without_a_trace_starts_one(

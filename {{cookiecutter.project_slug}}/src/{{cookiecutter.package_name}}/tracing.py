@@ -16,9 +16,10 @@ import os
 {{ cookiecutter.__httpx_import }}
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.httpx import {{ "AsyncOpenTelemetryTransportHttpx2" if cookiecutter.httpx_package == "httpx2" else "AsyncOpenTelemetryTransport" }} as TracedTransport
+from opentelemetry.propagate import inject
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode, Tracer
 from starlette.types import Scope
 
 {% if cookiecutter.metrics -%}
@@ -29,6 +30,10 @@ _UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
 _UNTRACED = frozenset({"/healthz", "/readyz"})
 {%- endif %}
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# A span is named after its method, or `HTTP` for any other, so no caller can add span names.
+_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
 
 
 def _untraced(scope: Scope) -> bool:
@@ -60,10 +65,47 @@ class Tracing:
         """`transport` with a client span for each call, its context sent in `traceparent`."""
         if self.provider is None:
             return transport
-{%- if cookiecutter.httpx_package == "httpx2" %}
-        # The instrumentation annotates its httpx2 transport's argument with httpx's class, which
-        # mypy sees only where some other package has installed httpx too.
-        return TracedTransport(transport, tracer_provider=self.provider)  # type: ignore[arg-type,unused-ignore]
-{%- else %}
-        return TracedTransport(transport, tracer_provider=self.provider)
-{%- endif %}
+        return TracedTransport(transport, self.provider.get_tracer(__name__))
+
+
+class TracedTransport(httpx.AsyncBaseTransport):
+    """A client span around each upstream call, named and described as OpenTelemetry's HTTP
+    conventions say, ending when the response headers arrive.
+
+    Written here rather than taken from opentelemetry-instrumentation-httpx, whose wrapper spent
+    about a fifth of the service's time on each small request, parsing again what the request
+    already holds.
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, tracer: Tracer) -> None:
+        self.transport = transport
+        self.tracer = tracer
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        name = request.method if request.method in _METHODS else "HTTP"
+        with self.tracer.start_as_current_span(name, kind=SpanKind.CLIENT) as span:
+            if span.is_recording():
+                url = request.url
+                span.set_attributes(
+                    {
+                        "http.request.method": request.method,
+                        "server.address": url.host,
+                        "server.port": url.port or (443 if url.scheme == "https" else 80),
+                        "url.full": str(url),
+                    }
+                )
+            # Replaces any `traceparent` the caller sent: the upstream's parent is this span.
+            inject(request.headers)
+            try:
+                response = await self.transport.handle_async_request(request)
+            except Exception as exc:
+                span.set_attribute("error.type", type(exc).__qualname__)
+                raise
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 400:
+                span.set_attribute("error.type", str(response.status_code))
+                span.set_status(StatusCode.ERROR)
+            return response
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
