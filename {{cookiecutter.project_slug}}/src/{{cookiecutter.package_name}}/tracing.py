@@ -6,9 +6,10 @@ OpenTelemetry's own environment variables (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAM
 `OTEL_EXPORTER_OTLP_ENDPOINT`, ...): spans are sent over OTLP when an endpoint is set;
 `OTEL_SDK_DISABLED=true` turns tracing off.
 
-Without an endpoint no span is made at all: spans that go nowhere would cost over a third of the
-service's small-request throughput, and the caller's `traceparent` then reaches the upstream
-as it came, so the trace still joins up where the caller's spans are recorded.
+Without an endpoint no span is made at all: spans cost much of the service's small-request
+throughput even when they go nowhere (docs/deploy.md has the figures). The caller's
+`traceparent` then reaches the upstream as it came, so the trace still joins up wherever the
+caller's spans are recorded.
 """
 
 import os
