@@ -27,6 +27,8 @@ DEFAULTS: Answers = {
     **{key: value[0] for key, value in CHOICES.items()},
     **{key: bool(CONTEXT[key]) for key in FLAGS},
 }
+# The choices that decide what a project installs: every one but the relay mode.
+INSTALLED: list[str] = [key for key in CHOICES if key != "response_mode"]
 UV = [sys.executable, "-m", "uv"]
 
 
@@ -45,7 +47,7 @@ def combinations() -> list[Answers]:
     checked with each flag on and off (`test_template` holds this) and the relay modes of an
     environment still share it.
     """
-    installed = [key for key in CHOICES if key != "response_mode"][::-1]
+    installed = INSTALLED[::-1]
     settings = itertools.cycle(flag_settings())
     environments: list[Answers] = [
         {**dict(zip(installed, values, strict=True)), **next(settings)}
@@ -61,15 +63,24 @@ def combinations() -> list[Answers]:
 COMBINATIONS = combinations()
 
 
+def choice_names(answers: Answers, keys: list[str]) -> list[str]:
+    """The answers to these list choices, as ids spell them: `both`, `py3.13`, `httpx2`."""
+    return [f"py{answers[key]}" if key == "python_version" else str(answers[key]) for key in keys]
+
+
+def flag_names(answers: Answers) -> list[str]:
+    """The yes/no prompts answered yes."""
+    return [flag for flag in FLAGS if answers[flag]]
+
+
 def combination_id(answers: Answers) -> str:
     """`both-py3.13-httpx2-aiohttp-metrics-tracing`: the choices, then the flags answered yes."""
-    names = [f"py{answers[key]}" if key == "python_version" else str(answers[key]) for key in CHOICES]
-    return "-".join(names + [flag for flag in FLAGS if answers[flag]])
+    return "-".join(choice_names(answers, list(CHOICES)) + flag_names(answers))
 
 
 def environment_key(answers: Answers) -> str:
     """Combinations that install the same packages share one environment, keyed by this."""
-    return combination_id({**answers, "response_mode": "any"}).removeprefix("any-")
+    return "-".join(choice_names(answers, INSTALLED) + flag_names(answers))
 
 
 def every_combination() -> list[object]:
@@ -192,8 +203,9 @@ def main(argv: list[str]) -> int:
     """`python -m tests.projects both-py3.13-httpx2-aiohttp DIR`: render that combination, with
     the yes/no answers the tests give it, into DIR, as template CI does."""
     choices, output_dir = argv
-    unflagged = dict.fromkeys(FLAGS, False)
-    (answers,) = [answers for answers in COMBINATIONS if combination_id({**answers, **unflagged}) == choices]
+    (answers,) = [
+        answers for answers in COMBINATIONS if "-".join(choice_names(answers, list(CHOICES))) == choices
+    ]
     result = render(Path(output_dir), answers)
     print(result.stdout + result.stderr, end="")
     return result.returncode
