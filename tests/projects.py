@@ -147,6 +147,10 @@ class Project:
     shared: Path | None = None
 
     @property
+    def python_version(self) -> str:
+        return str(self.answers["python_version"])
+
+    @property
     def package(self) -> Path:
         """The rendered Python package, `src/<package_name>`."""
         (package,) = (self.path / "src").iterdir()
@@ -169,7 +173,7 @@ class Project:
         result = subprocess.run(
             command,
             cwd=self.path,
-            env=project_env(str(self.answers["python_version"]), self.shared),
+            env=project_env(self.python_version, self.shared),
             capture_output=True,
             text=True,
             timeout=timeout,

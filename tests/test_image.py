@@ -66,7 +66,7 @@ def image_command(project: Project, directory: Path, **settings: str) -> Iterato
     (health,) = [exec_form(args) for name, args in steps if name == "HEALTHCHECK"]
     # As the build stage does: the locked runtime dependencies and the package, not editable.
     venv = directory / "venv"
-    env = {**project_env(str(project.answers["python_version"])), "UV_PROJECT_ENVIRONMENT": str(venv)}
+    env = {**project_env(project.python_version), "UV_PROJECT_ENVIRONMENT": str(venv)}
     subprocess.run(
         [*UV, "sync", "--locked", "--no-dev", "--no-editable"],
         cwd=project.path,

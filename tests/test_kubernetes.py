@@ -20,7 +20,7 @@ def test_manifests_pass_the_linter_the_projects_ci_runs(bake: Bake) -> None:
         # --skip-download: nothing leaves the machine (no guidelines fetched).
         [*UV, "tool", "run", "--from", requirement, "checkov", *arguments.split(), "--skip-download"],
         cwd=project.path / "deploy" / "kubernetes",
-        env=project_env(str(project.answers["python_version"])),
+        env=project_env(project.python_version),
         capture_output=True,
         text=True,
         timeout=900,
