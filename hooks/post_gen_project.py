@@ -90,7 +90,6 @@ def init_git(project: Path) -> None:
 
 
 def next_steps(answers: dict[str, str], warning: str | None) -> str:
-    package = answers["package_name"]
     lines = [
         f"Created {answers['project_slug']}.",
         *([f"Warning: {warning}"] if warning else []),
@@ -99,8 +98,7 @@ def next_steps(answers: dict[str, str], warning: str | None) -> str:
         "  uv sync                                   # install the service and its tools",
         "  git add --all && uv run pre-commit run --all-files   # lint, format, type-check",
         "  uv run pytest                             # run its tests",
-        f"  uv run uvicorn {package}.main:app --http {package}.server:HttpProtocol --reload",
-        "      # serve on http://127.0.0.1:8000, with the service's own HTTP protocol",
+        f"  uv run {answers['project_slug']} --reload         # serve on http://127.0.0.1:8000",
     ]
     return "\n".join(lines)
 

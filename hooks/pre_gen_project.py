@@ -21,7 +21,6 @@ RESERVED_PACKAGES = frozenset(
         "fastapi",
         "httpx",
         "httpx2",
-        "httpx_aiohttp",
         "pydantic",
         "starlette",
         "tests",

@@ -194,4 +194,4 @@ def test_next_steps_name_the_project_and_the_warning() -> None:
     text = post_gen.next_steps(GOOD, "uv.lock could not be written")
     assert "cd upstream-relay" in text
     assert "uv.lock could not be written" in text
-    assert "upstream_relay.main:app" in text
+    assert "uv run upstream-relay --reload" in text

@@ -76,11 +76,15 @@ def image_command(project: Project, directory: Path, **settings: str) -> Iterato
         timeout=600,
     )
     port = str(free_port())
-    command = [port if part == "8000" else "127.0.0.1" if part == "0.0.0.0" else part for part in command]
     health = [part.replace(":8000/", f":{port}/") for part in health]
+    image_env = dict(arg.split("=", 1) for name, args in steps if name == "ENV" for arg in args.split())
+    assert (image_env["HOST"], image_env["PORT"]) == ("0.0.0.0", "8000")
     runtime = {
         **os.environ,
         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        # Here, on this machine's loopback and a free port, rather than 0.0.0.0:8000.
+        "HOST": "127.0.0.1",
+        "PORT": port,
         "UPSTREAM_BASE_URL": f"http://127.0.0.1:{port}/",
         **settings,
     }
@@ -100,8 +104,8 @@ def image_command(project: Project, directory: Path, **settings: str) -> Iterato
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
-    # uvicorn re-raises SIGTERM after a clean shutdown.
-    assert server.returncode in {0, -signal.SIGTERM}, log_path.read_text()
+    # A clean shutdown is a success, as an orchestrator reads the exit status.
+    assert server.returncode == 0, log_path.read_text()
     assert "Traceback" not in log_path.read_text()
 
 
@@ -111,19 +115,14 @@ def test_image_command_serves_and_passes_its_health_check(
 ) -> None:
     project = bake(**answers)
     steps = instructions(project.read("Dockerfile"))
-    (command,) = [exec_form(args) for name, args in steps if name == "CMD"]
-    assert "--timeout-graceful-shutdown" in command
-    assert "--proxy-headers" in command
-    # The service's own protocol (trailers kept out of the headers), and no proxy trusted.
-    assert any(part.endswith(".server:HttpProtocol") for part in command)
-    assert any('FORWARDED_ALLOW_IPS=""' in args for name, args in steps if name == "ENV")
+    # The service's own command, which carries the server's configuration.
+    assert [exec_form(args) for name, args in steps if name == "CMD"] == [[project.path.name]]
     with image_command(project, tmp_path):
         pass
 
 
 def test_image_runs_as_many_workers_as_web_concurrency_says(bake: Bake, tmp_path: Path) -> None:
     project = bake()
-    assert any("WEB_CONCURRENCY=1" in args for name, args in instructions(project.read("Dockerfile")))
     with image_command(project, tmp_path, WEB_CONCURRENCY="2") as log_path:
         # Each worker logs its start once its app is ready; the health check needed only one.
         deadline = time.monotonic() + 30

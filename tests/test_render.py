@@ -33,20 +33,22 @@ COMMON = {
     "pyproject.toml",
     "uv.lock",
     "src/upstream_relay/__init__.py",
+    "src/upstream_relay/__main__.py",
     "src/upstream_relay/app.py",
     "src/upstream_relay/auth.py",
     "src/upstream_relay/errors.py",
     "src/upstream_relay/framing.py",
     "src/upstream_relay/headers.py",
-    "src/upstream_relay/limits.py",
     "src/upstream_relay/main.py",
     "src/upstream_relay/observability.py",
     "src/upstream_relay/openapi.py",
+    "src/upstream_relay/pool.py",
     "src/upstream_relay/relay.py",
     "src/upstream_relay/routes/__init__.py",
     "src/upstream_relay/routes/health.py",
     "src/upstream_relay/routes/items.py",
     "src/upstream_relay/server.py",
+    "src/upstream_relay/service.py",
     "src/upstream_relay/settings.py",
     "src/upstream_relay/transport.py",
     "src/upstream_relay/upstream.py",
@@ -66,6 +68,7 @@ COMMON = {
     "tests/test_malformed.py",
     "tests/test_openapi.py",
     "tests/test_relay.py",
+    "tests/test_server.py",
     "tests/test_urls.py",
     "tests/test_wire_caller.py",
     "tests/test_wire_upstream.py",
@@ -99,6 +102,7 @@ MENTIONS: dict[tuple[str, str | bool], re.Pattern[str]] = {
 BASELINE_PARTS = {
     "benchmarks/baselines.py": re.compile(r".*", re.S),
     "benchmarks/bench.py": re.compile(r".*", re.S),
+    "benchmarks/report.py": re.compile(r".*", re.S),
     # The bench group, and the mypy section that lets a plain `uv sync` leave it out.
     "pyproject.toml": re.compile(
         r"^# The benchmark, installed only on request.*?^\]$|^\[\[tool\.mypy\.overrides.*?= true$",
@@ -142,7 +146,10 @@ def test_no_template_syntax_or_unchosen_variant_is_left(bake: Bake, answers: Ans
 def test_lock_file_holds_the_chosen_packages(bake: Bake, answers: Answers) -> None:
     lock = bake(**answers).read("uv.lock")
     assert f'name = "{answers["httpx_package"]}"' in lock
-    assert ('name = "httpx-aiohttp"' in lock) is (answers["http_transport"] == "aiohttp")
+    # A dependency of the service only with its transport; every project's benchmark installs
+    # aiohttp too, but in its `bench` group, under another specifier.
+    runtime_aiohttp = '{ name = "aiohttp", specifier = ">=3.14,<3.15" }' in lock
+    assert runtime_aiohttp is (answers["http_transport"] == "aiohttp")
     assert ('name = "prometheus-client"' in lock) is answers["metrics"]
     assert ('name = "opentelemetry-sdk"' in lock) is answers["tracing"]
 

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -199,16 +200,18 @@ def normalised(
 
 @contextmanager
 def service_in_front_of(project: Project, upstream: str) -> Iterator[str]:
-    """The project's service under uvicorn, as its image runs it, relaying to `upstream`."""
+    """The project's service started by its own command, as its image runs it, relaying to
+    `upstream`."""
     project.uv("sync", "--locked")
-    python = str(project.shared / "venv" / "bin" / "python") if project.shared else sys.executable
-    package = project.package.name
+    bin_dir = project.shared / "venv" / "bin" if project.shared else Path(sys.executable).parent
     port = free_port()
-    command = [
-        python, "-m", "uvicorn", f"{package}.main:app", "--port", str(port),
-        "--http", f"{package}.server:HttpProtocol", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    settings = {"UPSTREAM_BASE_URL": f"{upstream}/", "FORWARDED_ALLOW_IPS": ""}
+    settings = {
+        "UPSTREAM_BASE_URL": f"{upstream}/",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+    }
+    command = [str(bin_dir / project.path.name)]
     with running(command, f"http://127.0.0.1:{port}", "/healthz", **settings) as url:
         yield url
 

@@ -1,5 +1,6 @@
-"""Real servers on 127.0.0.1: apps under uvicorn in a thread (`serve`, `serve_relay`), and
-apps in their own uvicorn process (`run_uvicorn`), the service as in production (`run_service`).
+"""Real servers on 127.0.0.1: apps under uvicorn in a thread (`serve`, and the service with its
+own server options, `serve_service` and `serve_relay`), and processes: apps under uvicorn
+(`run_uvicorn`), and the service started as in production (`run_service`).
 
 The tests and the benchmark both start their servers here.
 """
@@ -27,7 +28,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from {{ cookiecutter.package_name }}.app import create_app
-from {{ cookiecutter.package_name }}.server import HttpProtocol
+from {{ cookiecutter.package_name }}.server import server_options
 from {{ cookiecutter.package_name }}.settings import Settings
 
 # One TLS context for the clients the tests build by the dozen: each client would otherwise load
@@ -133,14 +134,23 @@ def refused_port() -> Iterator[int]:
         yield port
 
 
-def serve_relay(settings: Settings, **options: Any) -> AbstractContextManager[str]:
-    """Run the service's app as production does: its own protocol, no proxy trusted."""
-    options = {"http": HttpProtocol, "proxy_headers": False, **options}
-    return serve(create_app(settings), **options)
+def serve_service(app: ASGIApp, settings: Settings) -> AbstractContextManager[str]:
+    """Run the service's `app` under uvicorn as `{{ cookiecutter.project_slug }}` runs it (`server.py`)."""
+    return serve(app, **server_options(settings))
+
+
+def serve_relay(settings: Settings) -> AbstractContextManager[str]:
+    """Run the service made from `settings` as production does."""
+    return serve_service(create_app(settings), settings)
 
 
 def relay_settings(upstream: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"upstream_base_url": f"{upstream}/api/", "upstream_timeout": 5.0}
+    values: dict[str, Any] = {
+        "upstream_base_url": f"{upstream}/api/",
+        "upstream_timeout": 5.0,
+        # A test that leaves a stream open must not hang the run on shutdown.
+        "shutdown_timeout": 2.0,
+    }
     values.update(overrides)
     return Settings(**values)
 
@@ -205,27 +215,17 @@ class Service:
         return self.process.wait(timeout=60)
 
 
-# How the image runs the service (its Dockerfile's CMD): the tests and the benchmark do the same.
-SERVICE_APP = "{{ cookiecutter.package_name }}.main:app"
-SERVICE_OPTIONS = ("--http", "{{ cookiecutter.package_name }}.server:HttpProtocol")
-
-
 @contextmanager
-def run_uvicorn(
-    app: str, *options: str, env: Mapping[str, str], ready: str = "/healthz"
+def run_process(
+    command: list[str], port: int, env: Mapping[str, str], ready: str = "/healthz"
 ) -> Iterator[Service]:
-    """Start `uvicorn app` in its own process on a free port; yield it once `ready` answers 200.
+    """Start `command`, serving on `port`; yield it once `ready` answers 200.
 
     It runs in an empty directory, so a `.env` in the project cannot change what is tested.
     The process is killed on the way out if it is still running.
     """
-    port = free_port()
-    command = [
-        sys.executable, "-m", "uvicorn", app,
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *options,
-    ]  # fmt: skip
     with tempfile.TemporaryDirectory() as directory:
-        log_path = Path(directory) / "uvicorn.log"
+        log_path = Path(directory) / "process.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(command, env=env, cwd=directory, stderr=log, stdout=log)
         service = Service(f"http://127.0.0.1:{port}", process, log_path)
@@ -238,12 +238,34 @@ def run_uvicorn(
                 process.wait()
 
 
+def run_uvicorn(
+    app: str, *options: str, env: Mapping[str, str], ready: str = "/healthz"
+) -> AbstractContextManager[Service]:
+    """Start `uvicorn app` in its own process on a free port (the benchmark's other servers)."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", app,
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *options,
+    ]  # fmt: skip
+    return run_process(command, port, env, ready)
+
+
+# How the image starts the service (its Dockerfile's CMD): the tests and the benchmark do the same.
+SERVICE_COMMAND = [str(Path(sys.executable).with_name("{{ cookiecutter.project_slug }}"))]
+
+
 def run_service(upstream: str, **settings: str) -> AbstractContextManager[Service]:
     """The service as in production, configured through its environment, relaying to `upstream`."""
-    # As the image does: no proxy trusted (uvicorn would trust 127.0.0.1).
-    env = {**os.environ, "UPSTREAM_BASE_URL": f"{upstream}/api/", "FORWARDED_ALLOW_IPS": ""}
+    port = free_port()
+    env = {
+        **os.environ,
+        "UPSTREAM_BASE_URL": f"{upstream}/api/",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "SHUTDOWN_TIMEOUT": "10",
+    }
     env.update(settings)
-    return run_uvicorn(SERVICE_APP, *SERVICE_OPTIONS, "--timeout-graceful-shutdown", "10", env=env)
+    return run_process(SERVICE_COMMAND, port, env)
 
 
 def wait_until_ready(service: Service, path: str, seconds: float = 30) -> None:

@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 {{ cookiecutter.__httpx_import }}
@@ -12,7 +11,7 @@ import uvicorn
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.settings import Settings, load_settings
 
-from tests.servers import relay_settings
+from tests.servers import SERVICE_COMMAND, relay_settings
 
 
 def test_healthz(client: httpx.Client) -> None:
@@ -29,8 +28,8 @@ def test_readyz(client: httpx.Client) -> None:
 
 @pytest.mark.anyio
 async def test_lifespan_opens_one_shared_client_and_closes_it(upstream: str) -> None:
-    app = create_app(relay_settings(upstream, upstream_max_connections=7))
-    async with app.router.lifespan_context(app) as state:
+    api = create_app(relay_settings(upstream, upstream_max_connections=7)).api
+    async with api.router.lifespan_context(api) as state:
         assert state is not None
         client = state["upstream"]
         assert isinstance(client, httpx.AsyncClient)
@@ -70,7 +69,7 @@ def test_invalid_setting_is_named_in_one_line(
 def test_invalid_settings_stop_start_up_without_a_traceback() -> None:
     env = {**os.environ, "UPSTREAM_TIMEOUT": "soon"}
     result = subprocess.run(
-        [sys.executable, "-c", "import {{ cookiecutter.package_name }}.main"],
+        SERVICE_COMMAND,
         env=env,
         capture_output=True,
         text=True,
@@ -97,11 +96,3 @@ def test_idle_connections_are_let_go_before_a_uvicorn_upstream_would_close_them(
     streamed body cannot be sent again: the pool drops the connection first."""
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.upstream_keepalive_expiry < uvicorn.Config("main:app").timeout_keep_alive
-{%- if cookiecutter.http_transport == "aiohttp" %}
-
-
-def test_http2_is_refused_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UPSTREAM_HTTP2", "true")
-    with pytest.raises(SystemExit, match="UPSTREAM_HTTP2 needs the native transport"):
-        load_settings()
-{%- endif %}

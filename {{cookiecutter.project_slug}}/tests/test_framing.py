@@ -2,7 +2,8 @@
 
 import pytest
 
-from {{ cookiecutter.package_name }}.framing import MalformedResponse, ResponseFraming
+from {{ cookiecutter.package_name }}.errors import MalformedResponse
+from {{ cookiecutter.package_name }}.framing import ResponseFraming
 
 LIMIT = 65536
 

@@ -55,9 +55,9 @@ def test_forwarded_headers_describe_the_caller(
 
 
 def test_a_trusted_proxys_forwarded_headers_are_used(upstream: str, prefix: str) -> None:
-    # uvicorn takes the caller's address and scheme from a proxy named in forwarded_allow_ips.
-    settings = relay_settings(upstream)
-    with serve_relay(settings, proxy_headers=True, forwarded_allow_ips="127.0.0.1") as url:
+    # uvicorn takes the caller's address and scheme from a proxy named in FORWARDED_ALLOW_IPS.
+    settings = relay_settings(upstream, forwarded_allow_ips="127.0.0.1")
+    with serve_relay(settings) as url:
         claims = {"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"}
         seen = seen_headers(httpx.get(f"{url}{prefix}/echo/h", headers=claims))
     assert seen["x-forwarded-for"] == ["203.0.113.9"]

@@ -2,7 +2,7 @@
 
 The pattern to copy for endpoints of your own: the service and the upstream both run in
 process, and the shared client is swapped for one that reaches the upstream app directly
-(`app.dependency_overrides[get_upstream]`), so no socket or server is needed. The last test runs
+(`app.api.dependency_overrides[get_upstream]`), so no socket or server is needed. The last test runs
 the endpoint once for real, on 127.0.0.1, without any override.
 """
 
@@ -51,13 +51,14 @@ async def in_process(settings: Settings, upstream_app: ASGIApp) -> AsyncIterator
     """A caller of the service, both in process, with the service's upstream client swapped for
     one that calls `upstream_app` directly."""
     app = create_app(settings)
-    upstream = httpx.AsyncClient(
+    client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=upstream_app), base_url=settings.upstream_base_url
     )
-    app.dependency_overrides[get_upstream] = lambda: upstream
-    app.dependency_overrides[get_settings] = lambda: settings
+    # The FastAPI app, which serves endpoints of your own, is `app.api`.
+    app.api.dependency_overrides[get_upstream] = lambda: client
+    app.api.dependency_overrides[get_settings] = lambda: settings
     caller = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service")
-    async with upstream, caller:
+    async with client, caller:
         yield caller
 
 

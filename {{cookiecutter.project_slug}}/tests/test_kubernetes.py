@@ -19,11 +19,10 @@ MANIFESTS = ROOT / "deploy" / "kubernetes"
 # The oldest Kubernetes release upstream still supported when the project was generated.
 KUBERNETES_VERSION = "1.35.0"
 {%- if cookiecutter.tracing %}
-# Read by uvicorn and by OpenTelemetry, not by the service's settings.
-OTHER_READERS = {"WEB_CONCURRENCY", "OTEL_SERVICE_NAME"}
+# Read by OpenTelemetry, not by the service's settings.
+OTHER_READERS = {"OTEL_SERVICE_NAME"}
 {%- else %}
-# Read by uvicorn itself, not by the service's settings.
-OTHER_READERS = {"WEB_CONCURRENCY"}
+OTHER_READERS: set[str] = set()
 {%- endif %}
 
 
@@ -100,11 +99,20 @@ def test_prometheus_is_told_where_each_pod_serves_its_metrics(client: httpx.Clie
 
 
 def test_the_pod_is_given_longer_than_the_service_takes_to_shut_down() -> None:
-    (graceful,) = dockerfile(r'"--timeout-graceful-shutdown", "(\d+)"')
+    graceful = float(load("configmap.yaml")["data"]["SHUTDOWN_TIMEOUT"])
     drain = container()["lifecycle"]["preStop"]["sleep"]["seconds"]
     # The load balancer drains first (preStop), then SIGTERM starts the graceful shutdown, and
     # the app's own shutdown (closing the client) needs a few seconds more.
-    assert pod()["spec"]["terminationGracePeriodSeconds"] >= drain + int(graceful) + 5
+    assert pod()["spec"]["terminationGracePeriodSeconds"] >= drain + graceful + 5
+
+
+def test_the_pod_starts_the_service_as_the_image_does() -> None:
+    (command,) = dockerfile(r'^CMD \["([^"]+)"\]$')
+    assert container()["command"] == [command]
+    # Listening on every interface, on the port the container and the Service expose.
+    host, port = dockerfile(r"HOST=(\S+) \\\n\s+PORT=(\d+)")
+    assert host == "0.0.0.0"
+    assert container()["ports"][0]["containerPort"] == int(port)
 
 
 def test_it_runs_as_the_images_user_read_only_without_capabilities() -> None:

@@ -5,7 +5,6 @@ The service runs as in production: its own uvicorn process, configured by enviro
 
 import asyncio
 import json
-import signal
 from concurrent.futures import ThreadPoolExecutor
 
 {{ cookiecutter.__httpx_import }}
@@ -95,7 +94,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_closes_the_client(
         status = service.exit_status()
         log = service.log()
     assert statuses == [200] * len(RELAY_PREFIXES)
-    # uvicorn re-raises SIGTERM once it has shut down cleanly.
-    assert status in {0, -signal.SIGTERM}, log
+    # A clean shutdown is a success, as an orchestrator reads the exit status.
+    assert status == 0, log
     assert "upstream client closed" in log
     assert "Traceback" not in log

@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -49,7 +50,13 @@ def traceparent_of(span: ReadableSpan) -> str:
 
 
 def one_span(spans: InMemorySpanExporter, kind: SpanKind) -> ReadableSpan:
-    (span,) = [span for span in spans.get_finished_spans() if span.kind is kind]
+    """The one span of `kind`, once ended: a server span ends as its response is sent, so it may
+    end just after the caller has read that response."""
+    deadline = time.monotonic() + 30
+    while not (ended := [span for span in spans.get_finished_spans() if span.kind is kind]):
+        assert time.monotonic() < deadline, f"no {kind.name} span ended"
+        time.sleep(0.01)
+    (span,) = ended
     return span
 
 

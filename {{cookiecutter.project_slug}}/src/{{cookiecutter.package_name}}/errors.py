@@ -1,7 +1,9 @@
-"""Failures of the upstream exchange, and the JSON errors callers get for them.
+"""Every failure a request can meet, and the JSON error a caller gets for it.
 
-Every failure the upstream can cause becomes a response here rather than a 500: after an
-unhandled error the server drops the keep-alive connection without telling the caller. What
+The relay (through `service.py`) and endpoints of your own (through FastAPI's exception handlers)
+answer failures here, and only here: `error_response` is the one way an error body is made.
+Every failure the upstream or the caller can cause becomes a response rather than a 500: after
+an unhandled error the server drops the keep-alive connection without telling the caller. What
 the client package raises otherwise (`StreamError`, `CookieConflict`) is a bug in the code that
 called it, and stays a 500 with its traceback logged.
 """
@@ -10,19 +12,67 @@ import logging
 from typing import Any
 
 {{ cookiecutter.__httpx_import }}
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
-
-from {{ cookiecutter.package_name }}.framing import MalformedResponse
-from {{ cookiecutter.package_name }}.relay import CallerTooSlow, InvalidUpstreamResponse, UpgradeRefused
-from {{ cookiecutter.package_name }}.urls import InvalidTarget
+from starlette.responses import JSONResponse, Response
 
 logger = logging.getLogger(__name__)
 
 # Seconds a caller is asked to wait before retrying when every pooled connection is busy.
 RETRY_AFTER_SECONDS = 1
+
+
+class Refused(ValueError):
+    """The caller's request cannot be relayed: answered with `status_code` and `headers`."""
+
+    status_code = 400
+
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.headers = headers
+
+
+class InvalidTarget(Refused):
+    """The caller's path or query could reach outside the upstream base URL."""
+
+
+class UpgradeRefused(Refused):
+    """The caller asked to switch protocols: the relay carries HTTP requests, not tunnels."""
+
+    def __init__(self) -> None:
+        # The server stopped reading this connection at the upgrade: it cannot carry another.
+        detail = "the relay does not switch protocols: send a plain HTTP request"
+        super().__init__(detail, {"Connection": "close"})
+
+
+class MethodNotAllowed(Refused):
+    """The relay does not carry this method."""
+
+    status_code = 405
+
+    def __init__(self, method: str, allowed: list[str]) -> None:
+        detail = f"the relay does not carry {method} requests"
+        super().__init__(detail, {"Allow": ", ".join(allowed)})
+
+
+class BodyTooLarge(Refused):
+    """The caller's body is larger than the relay may hold in memory."""
+
+    status_code = 413
+
+
+class CallerTooSlow(Exception):
+    """The caller's body stopped arriving for longer than `CLIENT_BODY_TIMEOUT`."""
+
+
+class InvalidUpstreamResponse(httpx.RemoteProtocolError):
+    """The upstream's answer cannot be relayed as it is (its status, or its size)."""
+
+
+class MalformedResponse(httpx.RemoteProtocolError):
+    """The upstream's response is not HTTP/1.1 that every parser reads the same way, or its head
+    is larger than the relay accepts."""
 
 
 class ErrorDetail(BaseModel):
@@ -38,13 +88,23 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorDetail, "description": "No upstream connection is free; retry."},
     504: {"model": ErrorDetail, "description": "The upstream did not answer in time."},
 }
+# Failures that are answered here; anything else is a bug, and a 500.
+ANSWERED: tuple[type[Exception], ...] = (
+    httpx.RequestError,
+    httpx.HTTPStatusError,
+    httpx.InvalidURL,
+    Refused,
+    CallerTooSlow,
+    ClientDisconnect,
+)
 
 
-def _error(status_code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def json_error(status_code: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    """An error response: `{"detail": ...}` with `status_code`."""
     return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
 
 
-def classify(exc: Exception) -> tuple[int, str]:
+def upstream_failure(exc: Exception) -> tuple[int, str]:
     """The status code and message a caller gets for a failed upstream exchange."""
     if isinstance(exc, httpx.LocalProtocolError):
         # What the relay sends comes from the caller: it is the caller's request that cannot go.
@@ -61,6 +121,14 @@ def classify(exc: Exception) -> tuple[int, str]:
     return 502, "the upstream sent an invalid or incomplete response"
 
 
+def upstream_status(status_code: int) -> Response:
+    """An error status met by `raise_for_status()` in an endpoint: 404 stays 404, others are 502."""
+    if status_code == 404:
+        return json_error(404, "not found upstream")
+    logger.warning("upstream answered %d", status_code)
+    return json_error(502, f"the upstream answered {status_code}")
+
+
 def cause(exc: BaseException | None, kind: type[Exception]) -> Exception | None:
     """The first exception of type `kind` among `exc` and its causes: what the failure began with.
 
@@ -74,60 +142,35 @@ def cause(exc: BaseException | None, kind: type[Exception]) -> Exception | None:
     return None
 
 
-async def upstream_error(request: Request, exc: Exception) -> Response:
-    """Answer a failed upstream exchange with 502, 503 or 504."""
+def error_response(exc: Exception) -> Response:
+    """The response for a failure in `ANSWERED`, logged as it deserves; re-raises anything else."""
     if cause(exc, ClientDisconnect):
-        return await client_gone(request, exc)
+        logger.info("the caller went away before sending its whole request body")
+        # 499, as nginx logs it: client closed request. It is never delivered.
+        return Response(status_code=499)
     if slow := cause(exc, CallerTooSlow):
-        return await caller_too_slow(request, slow)
-    status_code, detail = classify(exc)
-    logger.warning("upstream failure: %s (%s: %s)", detail, type(exc).__name__, exc)
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status_code == 503 else None
-    return _error(status_code, detail, headers)
+        logger.info("caller too slow: %s", slow)
+        # The rest of the body may still come: this connection cannot carry another request.
+        return json_error(408, str(slow), {"Connection": "close"})
+    if isinstance(exc, Refused):
+        return json_error(exc.status_code, str(exc), exc.headers)
+    if isinstance(exc, httpx.InvalidURL):
+        return json_error(400, "the request cannot be sent upstream: its URL is invalid")
+    if isinstance(exc, httpx.HTTPStatusError):
+        return upstream_status(exc.response.status_code)
+    if isinstance(exc, httpx.RequestError):
+        status_code, detail = upstream_failure(exc)
+        logger.warning("upstream failure: %s (%s: %s)", detail, type(exc).__name__, exc)
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status_code == 503 else None
+        return json_error(status_code, detail, retry)
+    raise exc
 
 
-async def upstream_status(request: Request, exc: Exception) -> JSONResponse:
-    """An upstream error status raised by `raise_for_status()`: 404 stays 404, others are 502."""
-    status_code = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else 0
-    if status_code == 404:
-        return _error(404, "not found upstream")
-    logger.warning("upstream answered %d", status_code)
-    return _error(502, f"the upstream answered {status_code}")
-
-
-async def invalid_url(request: Request, exc: Exception) -> JSONResponse:
-    """A URL that cannot be sent upstream, built from what the caller sent."""
-    return _error(400, "the request cannot be sent upstream: its URL is invalid")
-
-
-async def invalid_target(request: Request, exc: Exception) -> JSONResponse:
-    return _error(400, str(exc))
-
-
-async def upgrade_refused(request: Request, exc: Exception) -> JSONResponse:
-    # The server stopped reading this connection at the upgrade: it cannot carry another request.
-    return _error(400, str(exc), {"Connection": "close"})
-
-
-async def caller_too_slow(request: Request, exc: Exception) -> JSONResponse:
-    logger.info("caller too slow: %s", exc)
-    # The rest of the body may still come: this connection cannot carry another request.
-    return _error(408, str(exc), {"Connection": "close"})
-
-
-async def client_gone(request: Request, exc: Exception) -> Response:
-    """The caller left while its body was still being read: nobody is there to answer."""
-    logger.info("the caller went away before sending its whole request body")
-    # 499, as nginx logs it: client closed request. It is never delivered.
-    return Response(status_code=499)
+async def _handler(request: Request, exc: Exception) -> Response:
+    return error_response(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers above on the app."""
-    app.add_exception_handler(httpx.RequestError, upstream_error)
-    app.add_exception_handler(httpx.HTTPStatusError, upstream_status)
-    app.add_exception_handler(httpx.InvalidURL, invalid_url)
-    app.add_exception_handler(InvalidTarget, invalid_target)
-    app.add_exception_handler(UpgradeRefused, upgrade_refused)
-    app.add_exception_handler(CallerTooSlow, caller_too_slow)
-    app.add_exception_handler(ClientDisconnect, client_gone)
+    """Answer the failures of endpoints of your own as the relay answers its own."""
+    for kind in ANSWERED:
+        app.add_exception_handler(kind, _handler)

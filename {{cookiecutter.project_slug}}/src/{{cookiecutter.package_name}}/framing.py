@@ -11,18 +11,16 @@ lenient parser would read differently from a strict one: a bare LF as a line end
 
 import re
 
-{{ cookiecutter.__httpx_import }}
+from {{ cookiecutter.package_name }}.errors import MalformedResponse
 
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 _HEAD_END = b"\r\n\r\n"
 _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
+# The status code: the second word of the status line.
+_STATUS = re.compile(rb"[^ \r\n]* ([0-9]+)(?:[ \r]|$)")
+# The header lines that decide where a body ends, found in one pass over the head.
+_FRAMING_FIELD = re.compile(rb"\r\n(content-length|transfer-encoding):([^\r\n]*)", re.IGNORECASE)
 # A head, or a chunk-size line, longer than this is refused: the parsers would refuse it too.
 _MAX_LINE_BYTES = 1024 * 1024
-
-
-class MalformedResponse(httpx.RemoteProtocolError):
-    """The upstream's response is not HTTP/1.1 that every parser reads the same way, or its head
-    is larger than the relay accepts."""
 
 
 class ResponseFraming:
@@ -76,14 +74,14 @@ class ResponseFraming:
         """Take the head, a chunk-size line or a trailer line at `offset`; where the rest starts."""
         head = self._state == "head"
         end = data.find(_HEAD_END if head else b"\r\n", offset)
+        line = data[offset:] if end < 0 else data[offset:end]
         if head:
-            self._check_head(data, offset, end if end >= 0 else len(data))
+            self._check_head(line)
         if end < 0:
-            self._pending = data[offset:]
-            if len(self._pending) > _MAX_LINE_BYTES:
+            self._pending = line
+            if len(line) > _MAX_LINE_BYTES:
                 raise MalformedResponse("a chunk-size or trailer line that never ends")
             return len(data)
-        line = data[offset:end]
         if head:
             self._start_body(line)
             return end + len(_HEAD_END)
@@ -99,32 +97,31 @@ class ResponseFraming:
             self._state = "done"
         return end + 2
 
-    def _check_head(self, data: bytes, start: int, end: int) -> None:
-        if end - start > self.max_head_bytes:
+    def _check_head(self, head: bytes) -> None:
+        if len(head) > self.max_head_bytes:
             # Said without quoting the head: it is the upstream's, and may be anything.
             raise MalformedResponse(
                 f"the upstream's response headers are larger than the limit of "
                 f"{self.max_head_bytes} bytes"
             )
-        if _BARE_LF.search(data, start, end):
+        if head.count(b"\n") != head.count(b"\r\n"):
             raise MalformedResponse("a bare LF in the response head")
 
     def _start_body(self, head: bytes) -> None:
-        status_line, *lines = head.split(b"\r\n")
-        parts = status_line.split(b" ", 2)
-        if len(parts) < 2 or not parts[1].isdigit():
+        found = _STATUS.match(head)
+        if found is None:
             raise MalformedResponse("an invalid status line")
-        status = int(parts[1])
+        status = int(found[1])
         if 100 <= status < 200 and status != 101:
             self._state = "head"  # an interim response: the final one follows
             return
-        fields = [line.partition(b":") for line in lines]
-        lengths = {value.strip() for name, _, value in fields if name.lower() == b"content-length"}
-        chunked = any(
-            b"chunked" in value.lower()
-            for name, _, value in fields
-            if name.lower() == b"transfer-encoding"
-        )
+        lengths: set[bytes] = set()
+        chunked = False
+        for name, value in _FRAMING_FIELD.findall(head):
+            if name.lower() == b"content-length":
+                lengths.add(value.strip())
+            else:
+                chunked = chunked or b"chunked" in value.lower()
         if len(lengths) > 1 or any(not value.isdigit() for value in lengths):
             raise MalformedResponse("an invalid or conflicting Content-Length")
         if chunked and lengths:

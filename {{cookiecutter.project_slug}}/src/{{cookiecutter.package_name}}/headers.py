@@ -46,25 +46,43 @@ _NOT_FROM_CALLER = frozenset(
 _NOT_FROM_UPSTREAM = frozenset({b"date", b"server", b"x-request-id"})
 # Statuses whose responses have no body: a Content-Length there describes another response.
 BODILESS_STATUSES = frozenset({204, 304})
+_REQUEST_DROPS = HOP_BY_HOP | _NOT_FROM_CALLER
+_RESPONSE_DROPS = HOP_BY_HOP | _NOT_FROM_UPSTREAM
+_BODILESS_RESPONSE_DROPS = _RESPONSE_DROPS | {b"content-length"}
 _REWRITTEN_LOCATIONS = frozenset({b"location", b"content-location"})
 
 
-def _end_to_end(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> RawHeaders:
-    """Keep the headers that describe the message, in order, minus `drop`."""
-    headers = list(headers)
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
-    return [
-        (name, value)
-        for name, value in headers
-        if (lowered := name.lower()) not in HOP_BY_HOP
-        and lowered not in drop
-        and lowered not in named
-    ]
+def first_value(headers: RawHeaders, name: bytes) -> bytes | None:
+    """The value of the first header called `name` (lower case, as the server hands them over)."""
+    for candidate, value in headers:
+        if candidate == name:
+            return value
+    return None
+
+
+def declared_length(headers: RawHeaders) -> int | None:
+    """The body length a response's headers declare, if they declare one."""
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _end_to_end(
+    headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes], *, underscores: bool = True
+) -> RawHeaders:
+    """Keep the headers that describe the message, in order: minus `drop` (hop-by-hop headers
+    included), minus the headers `Connection` names, and minus names holding `_` unless
+    `underscores`."""
+    kept: list[tuple[bytes, bytes, bytes]] = []
+    named: set[bytes] = set()
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"connection":
+            named.update(token.strip().lower() for token in value.split(b","))
+        elif lowered not in drop and (underscores or b"_" not in lowered):
+            kept.append((lowered, name, value))
+    return [(name, value) for lowered, name, value in kept if lowered not in named]
 
 
 def upstream_request_headers(scope: Scope, request_id: str, settings: Settings) -> RawHeaders:
@@ -75,15 +93,13 @@ def upstream_request_headers(scope: Scope, request_id: str, settings: Settings) 
     header. A caller's `Authorization` that authenticated it to the service (`SERVICE_API_KEYS`)
     stays here, and the upstream credential replaces any header the caller sent under its name.
     """
-    drop = _NOT_FROM_CALLER
+    drop = _REQUEST_DROPS
     if settings.service_api_keys is not None:
         drop = drop | {b"authorization"}
     credential = settings.upstream_credential_header()
     if credential:
         drop = drop | {credential[0]}
-    headers = _end_to_end(scope["headers"], drop)
-    if not settings.underscores_in_headers:
-        headers = [(name, value) for name, value in headers if b"_" not in name]
+    headers = _end_to_end(scope["headers"], drop, underscores=settings.underscores_in_headers)
     if credential:
         headers.append(credential)
     headers.append((b"x-request-id", request_id.encode("latin-1")))
@@ -100,7 +116,7 @@ def _forwarded_headers(scope: Scope) -> RawHeaders:
     vouches for into the scope, and those are what is sent.
     """
     client = scope.get("client")
-    host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+    host = first_value(scope["headers"], b"host") or b""
     return [
         (b"x-forwarded-for", (client[0] if client else "unknown").encode("latin-1")),
         (b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")),
@@ -116,9 +132,7 @@ def relayed_response_headers(
     `locations` is (upstream base URL, relay prefix): a `Location` or `Content-Location` under
     the base URL is rewritten to point at the relay (as nginx's `proxy_redirect default`).
     """
-    drop = _NOT_FROM_UPSTREAM
-    if status in BODILESS_STATUSES:
-        drop = drop | {b"content-length"}
+    drop = _BODILESS_RESPONSE_DROPS if status in BODILESS_STATUSES else _RESPONSE_DROPS
     relayed = _end_to_end(headers, drop)
     if locations is not None:
         relayed = [

@@ -14,10 +14,9 @@ scraped, run one worker per container and scale with replicas (see docs/deploy.m
 
 import time
 from collections.abc import Iterable
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
-{{ cookiecutter.__httpx_import }}
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -29,8 +28,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
+
+from {{ cookiecutter.package_name }}.pool import Pool, UpstreamRequest, UpstreamResponse
 
 METRICS_PATH = "/metrics"
 # OpenTelemetry's advice for HTTP durations, in seconds.
@@ -52,18 +52,31 @@ class PoolStatus(NamedTuple):
     waiting: int  # requests waiting for a connection to become free
 
 
-class Pool(Protocol):
-    """The upstream transport: it sends requests and knows how its connections are used."""
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response: ...
-
-    async def aclose(self) -> None: ...
+class ObservedPool(Pool, Protocol):
+    """A pool that knows how its connections are used."""
 
     def pool_status(self) -> PoolStatus: ...
 
 
 def _method(method: str) -> str:
     return method if method in _METHODS else "_OTHER"
+
+
+class _Series:
+    """A histogram's labelled series, each looked up once: `labels()` costs more than `observe()`.
+
+    The label values are bounded (methods, route templates, statuses), and so is this cache.
+    """
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+        self.children: dict[tuple[str, ...], Histogram] = {}
+
+    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        child = self.children.get(labels)
+        if child is None:
+            child = self.children[labels] = self.histogram.labels(*labels)
+        child.observe(seconds)
 
 
 class Metrics:
@@ -85,36 +98,34 @@ class Metrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
-        self.pools: list[Pool] = []
+        self.server_series = _Series(self.server_duration)
+        self.client_series = _Series(self.client_duration)
+        self.pools: list[ObservedPool] = []
         self.registry.register(_PoolCollector(self.pools))
 
-    def install(self, app: FastAPI, relays: list[APIRouter]) -> None:
-        """Measure every request `app` answers, and serve the numbers at `/metrics`."""
-        # FastAPI names the route of its own endpoints in the request's scope; the relays
-        # are plain routes, whose templates are looked up by endpoint.
-        templates = {
-            route.endpoint: route.path_format
-            for router in relays
-            for route in router.routes
-            if isinstance(route, Route)
-        }
-        app.add_middleware(ServerMetrics, metrics=self, templates=templates)
+    def install(self, app: FastAPI) -> None:
+        """Serve the numbers at `/metrics`."""
         app.add_route(METRICS_PATH, self.scrape, include_in_schema=False)
+
+    def observe_request(self, scope: Scope, route: str, status: int, seconds: float) -> None:
+        """One request answered (`route`: its template, "" if none matched); not the scrapes."""
+        if scope["path"] != METRICS_PATH:
+            self.server_series.observe((_method(scope["method"]), route, str(status)), seconds)
 
     async def scrape(self, request: Request) -> Response:
         """The Prometheus text format."""
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
-    def measured(self, pool: Pool) -> httpx.AsyncBaseTransport:
-        """The pool's transport with its every call measured; the pool is read at each scrape."""
+    def measured(self, pool: ObservedPool) -> Pool:
+        """The pool with its every call measured; its connections are read at each scrape."""
         self.pools.append(pool)
-        return MeasuredTransport(pool, self)
+        return MeasuredPool(pool, self)
 
 
 class _PoolCollector(Collector):
     """Reads the pools' gauges when scraped: nothing is counted as requests come and go."""
 
-    def __init__(self, pools: list[Pool]) -> None:
+    def __init__(self, pools: list[ObservedPool]) -> None:
         self.pools = pools
 
     def collect(self) -> Iterable[Metric]:
@@ -134,67 +145,26 @@ class _PoolCollector(Collector):
         )
 
 
-class ServerMetrics:
-    """Times each request from its arrival to its response's last byte, by route template.
-
-    Plain ASGI, like the request log: it neither buffers nor delays streamed bodies.
-    """
-
-    def __init__(self, app: ASGIApp, metrics: Metrics, templates: dict[Any, str]) -> None:
-        self.app = app
-        self.duration = metrics.server_duration
-        self.templates = templates
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == METRICS_PATH:
-            await self.app(scope, receive, send)
-            return
-        status = 500  # unless a response starts: what the caller gets for an unhandled error
-        started = time.perf_counter()
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            labels = (_method(scope["method"]), self.route_template(scope), str(status))
-            self.duration.labels(*labels).observe(time.perf_counter() - started)
-
-    def route_template(self, scope: Scope) -> str:
-        """The template of the route that answered (`/items/{item_id}`), or "" if none did."""
-        route = scope.get("route")
-        if route is not None:
-            return str(route.path_format)
-        return self.templates.get(scope.get("endpoint"), "")
-
-
-class MeasuredTransport(httpx.AsyncBaseTransport):
+class MeasuredPool:
     """Times each upstream call until its response headers, with its status or its failure."""
 
-    def __init__(self, pool: Pool, metrics: Metrics) -> None:
+    def __init__(self, pool: ObservedPool, metrics: Metrics) -> None:
         self._pool = pool
         self._metrics = metrics
-        self._duration = metrics.client_duration
+        self._series = metrics.client_series
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         method = _method(request.method)
         started = time.perf_counter()
         try:
-            response = await self._pool.handle_async_request(request)
+            response = await self._pool.send(request)
         except Exception as exc:
-            self._duration.labels(method, "", type(exc).__name__).observe(
-                time.perf_counter() - started
-            )
+            self._series.observe((method, "", type(exc).__name__), time.perf_counter() - started)
             raise
         # As OpenTelemetry says: a status that is an error is its own error type.
-        error_type = str(response.status_code) if response.status_code >= 400 else ""
-        self._duration.labels(method, str(response.status_code), error_type).observe(
-            time.perf_counter() - started
-        )
+        status = str(response.status)
+        error_type = status if response.status >= 400 else ""
+        self._series.observe((method, status, error_type), time.perf_counter() - started)
         return response
 
     async def aclose(self) -> None:

@@ -1,23 +1,20 @@
 """Request ids and logs: one line per request, the request id{{ " and trace id" if cookiecutter.tracing }} on every line.
 
-The middleware is plain ASGI rather than `BaseHTTPMiddleware`, so it neither buffers nor delays
-streamed bodies.
+`service.py` gives each request its id and writes its access line with these.
 """
 
 import json
 import logging
+import random
 import re
 import sys
-import time
-import uuid
 from contextvars import ContextVar
 from typing import TextIO
 
 {% if cookiecutter.tracing -%}
 from opentelemetry import trace
-{% endif -%}
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+{% endif -%}
 from {{ cookiecutter.package_name }}.settings import Settings
 
 logger = logging.getLogger("{{ cookiecutter.package_name }}.access")
@@ -94,55 +91,28 @@ def configure_logging(settings: Settings) -> None:
     package_logger.propagate = False
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's X-Request-ID if it is tame, else a new random one."""
+    for name, value in headers:
         if name == b"x-request-id":
             candidate = value.decode("latin-1")
-            return candidate if _VALID_REQUEST_ID.fullmatch(candidate) else None
-    return None
+            if _VALID_REQUEST_ID.fullmatch(candidate):
+                return candidate
+            break
+    # An id, not a secret: Python's own generator, not the system's, which costs a system call.
+    return f"{random.getrandbits(128):032x}"
 
 
-class RequestLogMiddleware:
-    """Give each request an id (the caller's X-Request-ID if sane), return it, log the outcome."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = request_id_var.set(request_id)
-        status = 0
-        sent = 0
-        started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
-            elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            fields = {
-                "method": scope["method"],
-                # Escaped: a decoded path may hold CR or LF, which would forge log lines.
-                "path": scope["path"].encode("unicode_escape").decode("ascii"),
-                "status": status,
-                "bytes": sent,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-            }
-            logger.info(
-                "%(method)s %(path)s %(status)s %(bytes)sB %(duration_ms)sms", fields, extra=fields
-            )
-            request_id_var.reset(token)
+def log_access(method: str, path: str, status: int, sent: int, seconds: float) -> None:
+    """The request's one access line: method, path, status, body bytes sent, duration."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    fields = {
+        "method": method,
+        # Escaped: a decoded path may hold CR or LF, which would forge log lines.
+        "path": path.encode("unicode_escape").decode("ascii"),
+        "status": status,
+        "bytes": sent,
+        "duration_ms": round(seconds * 1000, 1),
+    }
+    logger.info("%(method)s %(path)s %(status)s %(bytes)sB %(duration_ms)sms", fields, extra=fields)

@@ -1,17 +1,18 @@
 """The API description (`/openapi.json`, `/docs`), with the relay endpoints in it.
 
-The relay endpoints are plain routes, for speed (see `relay.py`), and FastAPI describes only
-its own. This describes the routes of the relay routers it is given: their methods, their
-path parameter, and the errors they can answer. The description is built once, at
-the first request for it; relaying costs nothing more.
+The relay endpoints are not FastAPI routes (`service.py` answers them first), and FastAPI
+describes only its own. This adds each relay endpoint it is given: its methods, its path
+parameter, and the errors it can answer. The description is built once, at the first request
+for it; relaying costs nothing more.
 """
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
-from starlette.routing import Route
+from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.errors import ErrorDetail
+from {{ cookiecutter.package_name }}.relay import RELAY_METHODS
 
 # The errors a relay endpoint can answer itself; any other status is the upstream's own.
 RELAY_ERRORS = {
@@ -34,8 +35,8 @@ _ERROR = {
 }
 
 
-def relay_operation(route: Route, method: str) -> dict[str, Any]:
-    """One method of one relay route, described."""
+def relay_operation(endpoint: Callable[..., Any], path: str, method: str) -> dict[str, Any]:
+    """One method of one relay endpoint, described."""
     responses: dict[str, Any] = {
         "default": {"description": "The upstream's response: status, headers and body as sent."}
     }
@@ -43,9 +44,9 @@ def relay_operation(route: Route, method: str) -> dict[str, Any]:
         responses[status] = {"description": text, "content": _ERROR}
     operation: dict[str, Any] = {
         "tags": ["relay"],
-        "summary": f"Relay {method} {route.path_format}",
-        "description": (route.endpoint.__doc__ or "").strip(),
-        "operationId": f"{route.name}_{method.lower()}",
+        "summary": f"Relay {method} {path}",
+        "description": (endpoint.__doc__ or "").strip(),
+        "operationId": f"{endpoint.__name__}_{method.lower()}",
         "parameters": [
             {
                 "name": "path",
@@ -66,23 +67,22 @@ def relay_operation(route: Route, method: str) -> dict[str, Any]:
     return operation
 
 
-def describe(app: FastAPI, relays: list[APIRouter]) -> dict[str, Any]:
-    """FastAPI's description of the app, with the routes of each relay router added."""
+def describe(app: FastAPI, relays: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
+    """FastAPI's description of the app, with each relay endpoint added under its prefix."""
     schema = app.openapi_schema
     if schema is None:
         schema = FastAPI.openapi(app)  # FastAPI's own; it keeps it in `app.openapi_schema`
-        for router in relays:
-            for route in router.routes:
-                if isinstance(route, Route):
-                    schema["paths"][route.path_format] = {
-                        method.lower(): relay_operation(route, method)
-                        for method in sorted(route.methods or ())
-                    }
+        for prefix, endpoint in relays.items():
+            path = prefix + "{path}"
+            schema["paths"][path] = {
+                method.lower(): relay_operation(endpoint, path, method)
+                for method in sorted(RELAY_METHODS)
+            }
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         schemas["ErrorDetail"] = ErrorDetail.model_json_schema()
     return schema
 
 
-def install_openapi(app: FastAPI, relays: list[APIRouter]) -> None:
-    """Have `/openapi.json` and `/docs` describe the relay routers' endpoints too."""
+def install_openapi(app: FastAPI, relays: Mapping[str, Callable[..., Any]]) -> None:
+    """Have `/openapi.json` and `/docs` describe the relay endpoints too."""
     app.openapi = lambda: describe(app, relays)  # type: ignore[method-assign]

@@ -1,118 +1,232 @@
-"""What the relay endpoints share: the methods they carry, the request sent upstream, and the
-checks every upstream answer passes before it goes back to the caller.
+"""The relay's one pipeline: a caller's request checked, sent upstream, and the answer checked.
 
-The relay endpoints are plain routes (`router.add_route`) that read the shared client and the
-settings from `request.state`. They take the request as it comes, so FastAPI's parameter and
-dependency handling would do nothing for them but cost about a quarter of a small relayed
-request. Endpoints of your own declare `Upstream` and `AppSettings` parameters as usual.
+`open_exchange` owns a relayed exchange from the first check to the response headers.
+{%- if cookiecutter.response_mode == "both" %}
+The relay endpoints, `routes/stream.py` and `routes/buffered.py`, call it and differ only in how
+the body goes back.
+{%- else %}
+The relay endpoint, `routes/{{ cookiecutter.response_mode }}.py`, calls it and then sends the body back.
+{%- endif %}
+Each rule is one function, called here in the order it applies; to change or switch off a rule,
+change that call:
+
+1. `RELAY_METHODS` (405) and `refuse_upgrade`: no protocol switches (400).
+2. `upstream_target` (`urls.py`): the caller's raw path and query, kept under the base path (400).
+3. `upstream_request_headers` (`headers.py`): which of the caller's headers go, and the relay's
+   own (`X-Request-ID`, `X-Forwarded-*`, the upstream credential).
+4. `request_body`: streamed as it arrives, or held (read whole) up to a limit (413), each piece
+   within `CLIENT_BODY_TIMEOUT` (408); `framed` then says its length as httpx would.
+5. `upstream.pool.send`: the shared pool (502, 503, 504: `errors.py`).
+6. `checked_headers`, with `relayed_response_headers` (`headers.py`): what may go back (502),
+   and `held_body` when the response is held (502 past the limit).
+
+What it needs comes in as arguments: the shared upstream, the settings, and the request as the
+server handed it over, with its id (`Incoming`). `service.py` calls the endpoints for every
+request under their prefixes, before and without FastAPI's routing and middleware.
 """
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
 
-import anyio
 {{ cookiecutter.__httpx_import }}
-from fastapi import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope
 
+from {{ cookiecutter.package_name }}.errors import (
+    BodyTooLarge,
+    CallerTooSlow,
+    InvalidTarget,
+    InvalidUpstreamResponse,
+    MethodNotAllowed,
+    UpgradeRefused,
+)
 from {{ cookiecutter.package_name }}.headers import (
     RawHeaders,
+    declared_length,
+    first_value,
     relayed_response_headers,
     upstream_request_headers,
 )
+from {{ cookiecutter.package_name }}.pool import UpstreamRequest, UpstreamResponse
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.urls import InvalidTarget, upstream_url
+from {{ cookiecutter.package_name }}.upstream import Upstream
+from {{ cookiecutter.package_name }}.urls import upstream_target
 
 RELAY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Methods that httpx sends with `Content-Length: 0` when they carry no body.
+_LENGTH_EXPECTED = frozenset({"POST", "PUT", "PATCH"})
+
+Body = bytes | AsyncIterable[bytes] | None
 
 
-class UpgradeRefused(ValueError):
-    """The caller asked to switch protocols: the relay carries HTTP requests, not tunnels."""
+@dataclass(slots=True)
+class Incoming:
+    """A request to relay, as the server handed it over, with what the service knows of it."""
+
+    scope: Scope
+    receive: Receive
+    request_id: str
+    prefix: bytes  # the relay endpoint's, which the path starts with: `/{{ "buffered" if cookiecutter.response_mode == "buffered" else "stream" }}/`
 
 
-class CallerTooSlow(Exception):
-    """The caller's body stopped arriving for longer than `CLIENT_BODY_TIMEOUT`."""
+@dataclass(slots=True)
+class Exchange:
+    """An upstream answer that may be relayed, and the headers the caller gets with it."""
+
+    response: UpstreamResponse
+    headers: RawHeaders
+    # The whole body, when it was held; else None, and `response.body` streams it.
+    content: bytes | None
 
 
-class InvalidUpstreamResponse(httpx.RemoteProtocolError):
-    """The upstream's answer cannot be relayed as it is: its status cannot end an exchange."""
+async def open_exchange(
+    upstream: Upstream, settings: Settings, request: Incoming, *, hold: int | None = None
+) -> Exchange:
+    """Relay the request upstream; its answer, not yet sent to the caller.
+
+    By default both bodies stream, each step of the exchange timed on its own, and the caller
+    must `aclose()` the response. With `hold`, both bodies are read whole first, up to `hold`
+    bytes each (413, or 502 for the upstream's), and the whole upstream exchange must end within
+    `UPSTREAM_TIMEOUT` (504): `content` is the body, and the response is closed.
+    """
+    scope, prefix = request.scope, request.prefix
+    method: str = scope["method"]
+    if method not in RELAY_METHODS:
+        raise MethodNotAllowed(method, RELAY_METHODS)
+    headers = scope["headers"]
+    refuse_upgrade(headers)
+    raw_path: bytes = scope["raw_path"]
+    if not raw_path.startswith(prefix):
+        raise InvalidTarget("the relay prefix must be spelled out, not percent-encoded")
+    target = upstream_target(upstream.base_path, raw_path[len(prefix) :], scope["query_string"])
+    outgoing = upstream_request_headers(scope, request.request_id, settings)
+    body = await request_body(headers, request.receive, settings.client_body_timeout, hold)
+    declared = first_value(headers, b"content-length")
+    outgoing = framed(outgoing, upstream.host, method, body, declared)
+    timeouts = upstream.timeouts if hold is None else upstream.held_timeouts
+    upstream_request = UpstreamRequest(method, upstream.origin, target, outgoing, body, timeouts)
+    locations = (upstream.base_url, prefix) if settings.rewrite_location else None
+    if hold is None:
+        response = await upstream.pool.send(upstream_request)
+        return Exchange(response, await checked_headers(response, locations), None)
+    try:
+        # httpx's timeouts bound each step of an exchange, never the whole of it.
+        async with asyncio.timeout(settings.upstream_timeout):
+            response = await upstream.pool.send(upstream_request)
+            relayed = await checked_headers(response, locations)
+            return Exchange(response, relayed, await held_body(response, relayed, hold))
+    except TimeoutError as exc:
+        raise httpx.TimeoutException("the whole exchange took too long") from exc
 
 
-def refuse_upgrade(request: Request) -> None:
+def refuse_upgrade(headers: RawHeaders) -> None:
     """Refuse a request to switch protocols before anything else is done for it.
 
     The server in front stops reading such a request after its headers, so its body would
     never arrive; and the relay carries HTTP exchanges, not tunnels.
     """
-    connection = request.headers.get("connection", "").lower()
-    if "upgrade" in request.headers and "upgrade" in connection:
-        raise UpgradeRefused("the relay does not switch protocols: send a plain HTTP request")
+    connection = first_value(headers, b"connection")
+    upgrade = first_value(headers, b"upgrade")
+    if connection and b"upgrade" in connection.lower() and upgrade is not None:
+        raise UpgradeRefused
 
 
-async def caller_body(request: Request, seconds: float) -> AsyncIterator[bytes]:
+async def request_body(
+    headers: RawHeaders, receive: Receive, seconds: float, limit: int | None
+) -> Body:
+    """The caller's body: None if it sent none, else streamed, or whole when `limit` is set."""
+    length = first_value(headers, b"content-length")
+    if (length is None or length == b"0") and first_value(headers, b"transfer-encoding") is None:
+        return None  # a GET without a body must not go upstream chunked
+    pieces = caller_pieces(receive, seconds)
+    if limit is None:
+        return pieces
+    declared = int(length) if length is not None and length.isdigit() else None
+    body = await read_within(pieces, limit, declared)
+    if body is None:
+        raise BodyTooLarge(f"the request body is larger than the limit of {limit} bytes")
+    return body
+
+
+async def caller_pieces(receive: Receive, seconds: float) -> AsyncIterator[bytes]:
     """The caller's body as it arrives, each piece within `seconds` of the last.
 
     Without this, a caller that trickles its body holds a pooled upstream connection for as
     long as it likes (nginx's `client_body_timeout` does the same job).
     """
-    pieces = request.stream()
     while True:
         try:
-            with anyio.fail_after(seconds):
-                piece = await anext(pieces, None)
+            async with asyncio.timeout(seconds):
+                message = await receive()
         except TimeoutError:
             raise CallerTooSlow(
                 f"the request body stopped arriving for {seconds:g} seconds"
             ) from None
-        if piece is None:
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        if piece := message.get("body", b""):
+            yield piece
+        if not message.get("more_body", False):
             return
-        yield piece
 
 
-def has_body(request: Request) -> bool:
-    """Whether the caller sent a body (a GET without one must not go upstream chunked)."""
-    return (
-        request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-    )
+async def read_within(
+    pieces: AsyncIterable[bytes], limit: int, declared: int | None = None
+) -> bytes | None:
+    """The whole body, or None as soon as it, or the length it declares, passes `limit` bytes."""
+    if declared is not None and declared > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in pieces:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
+    return b"".join(chunks)
 
 
-def build_upstream_request(
-    client: httpx.AsyncClient,
-    request: Request,
-    prefix: bytes,
-    content: bytes | AsyncIterable[bytes] | None,
-) -> httpx.Request:
-    """The caller's request, addressed to the upstream, with the relay's headers.
+def framed(
+    headers: RawHeaders, host: bytes, method: str, body: Body, declared: bytes | None
+) -> RawHeaders:
+    """`Host` first, and the body's framing, where and as httpx would put them.
 
-    Built as a bare request rather than with `client.build_request`, which would add the client
-    library's default headers (`User-Agent`, `Accept`, `Accept-Encoding`) the caller never sent.
+    A body read whole goes with its true length, whatever the caller declared. A streamed body
+    keeps its declared length (the server in front holds the caller to it), or goes chunked.
     """
-    settings: Settings = request.state.settings
-    raw_path: bytes = request.scope["raw_path"]
-    if not raw_path.startswith(prefix):
-        raise InvalidTarget("the relay prefix must be spelled out, not percent-encoded")
-    url = upstream_url(client.base_url, raw_path[len(prefix) :], request.scope["query_string"])
-    headers = upstream_request_headers(request.scope, request.state.request_id, settings)
-    if isinstance(content, AsyncIterable) and "content-length" in request.headers:
-        # A streamed body keeps its declared length (the server in front holds the caller to
-        # it) rather than going upstream chunked.
-        headers.append((b"content-length", request.headers["content-length"].encode("latin-1")))
-    return httpx.Request(
-        request.method,
-        url,
-        headers=headers,
-        content=content,
-        extensions={"timeout": client.timeout.as_dict()},
-    )
+    host_line = (b"Host", host)
+    if body is None or body == b"":
+        if method in _LENGTH_EXPECTED:
+            return [host_line, (b"Content-Length", b"0"), *headers]
+        return [host_line, *headers]
+    if isinstance(body, bytes):
+        return [host_line, *headers, (b"Content-Length", b"%d" % len(body))]
+    length = (b"content-length", declared) if declared else (b"Transfer-Encoding", b"chunked")
+    return [host_line, *headers, length]
 
 
-def response_headers(upstream: httpx.Response, settings: Settings, prefix: bytes) -> RawHeaders:
-    """Check the upstream's answer can be relayed; the headers the caller gets with it.
+async def held_body(response: UpstreamResponse, headers: RawHeaders, limit: int) -> bytes:
+    """The response's whole body, read to its end so its connection may be reused; 502 past
+    `limit` bytes."""
+    try:
+        content = await read_within(response.body, limit, declared_length(headers))
+    finally:
+        await response.aclose()
+    if content is None:
+        raise InvalidUpstreamResponse(
+            f"the upstream response is larger than the limit of {limit} bytes"
+        )
+    return content
 
-    Raises `InvalidUpstreamResponse` (a 502 for the caller) for a status that cannot end an
-    exchange: 1xx, 101, or outside 100-599. (The transport has already refused headers over
-    `MAX_HEADER_BYTES`: see `framing.py`.)
-    """
-    status = upstream.status_code
-    if not 200 <= status <= 599:
-        raise InvalidUpstreamResponse(f"the upstream answered with status {status}")
-    locations = (settings.upstream_base_url.encode(), prefix) if settings.rewrite_location else None
-    return relayed_response_headers(upstream.headers.raw, status, locations)
+
+async def checked_headers(
+    response: UpstreamResponse, locations: tuple[bytes, bytes] | None
+) -> RawHeaders:
+    """The headers the caller gets with `response`, or 502 (and the response closed) for a
+    status that cannot end an exchange: 1xx, 101, or outside 100-599. The pool has already
+    refused heads over `MAX_HEADER_BYTES` (see `framing.py`)."""
+    if not 200 <= response.status <= 599:
+        await response.aclose()
+        raise InvalidUpstreamResponse(f"the upstream answered with status {response.status}")
+    return relayed_response_headers(response.headers, response.status, locations)

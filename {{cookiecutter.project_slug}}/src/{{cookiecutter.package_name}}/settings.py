@@ -1,5 +1,6 @@
 """Service settings, read once from the environment (and an optional `.env` file) at start-up."""
 
+import ipaddress
 import re
 from typing import Annotated, Literal, Self
 
@@ -44,6 +45,17 @@ def _check_secret(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def _check_addresses(value: str) -> str:
+    """Comma-separated IP addresses or networks, or `*` for any; empty for none."""
+    for part in value.split(","):
+        if part.strip() and part.strip() != "*":
+            try:
+                ipaddress.ip_network(part.strip())
+            except ValueError:
+                raise ValueError("must be IP addresses or networks, or *") from None
+    return value.strip()
+
+
 Secret = Annotated[SecretStr | None, AfterValidator(_check_secret)]
 _SECRETS = frozenset({"upstream_api_key", "service_api_keys"})
 
@@ -65,13 +77,17 @@ class Settings(BaseSettings):
     upstream_max_connections: int = Field(default=100, ge=1)
     # Seconds a caller's body may pause between two pieces before the caller gets 408.
     client_body_timeout: float = Field(default=60.0, gt=0)
+{%- if cookiecutter.http_transport == "native" %}
     upstream_max_keepalive_connections: int = Field(default=20, ge=0)
+{%- endif %}
     # Seconds an idle connection is kept: below the upstream's own keep-alive timeout, or a
     # request may go out on a connection the upstream is closing at that moment and fail
     # (uvicorn, Node.js and Apache close after 5 s).
     upstream_keepalive_expiry: float = Field(default=4.0, ge=0)
+{%- if cookiecutter.http_transport == "native" %}
     # Speak HTTP/2 to an upstream that offers it in the TLS handshake (HTTP/1.1 otherwise).
     upstream_http2: bool = False
+{%- endif %}
 {%- if cookiecutter.response_mode != "stream" %}
     # The largest body, in bytes, that a buffered exchange holds in memory (request or response).
     buffered_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
@@ -85,6 +101,16 @@ class Settings(BaseSettings):
     underscores_in_headers: bool = False
     # Point Location and Content-Location under the upstream base URL at the relay instead.
     rewrite_location: bool = True
+    # Where the server listens (`server.py`): 0.0.0.0 in the image, to be reached from outside.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # Server processes, each with its own pool (docs/deploy.md: one per container is best).
+    web_concurrency: int = Field(default=1, ge=1)
+    # Proxies whose X-Forwarded-For and -Proto are believed (IPs or networks, or *); none when
+    # empty, so no caller can claim another address.
+    forwarded_allow_ips: Annotated[str, AfterValidator(_check_addresses)] = ""
+    # Seconds requests in flight get to finish after SIGTERM, before they are cut off.
+    shutdown_timeout: float = Field(default=30.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
     # A credential for the upstream, added to each request the service sends it. In the
@@ -100,12 +126,6 @@ class Settings(BaseSettings):
     def _consistent(self) -> Self:
         """Refuse settings that contradict one another, or that would lend the upstream
         credential to anyone who asks."""
-{%- if cookiecutter.http_transport == "aiohttp" %}
-        if self.upstream_http2:
-            raise ValueError(
-                "UPSTREAM_HTTP2 needs the native transport: the aiohttp one speaks HTTP/1.1 only"
-            )
-{%- endif %}
         if self.service_api_keys and not self.caller_keys():
             raise ValueError("SERVICE_API_KEYS holds no key: give one or more, comma-separated")
         if self.upstream_api_key and not self.service_api_keys and not self.allow_anonymous_callers:

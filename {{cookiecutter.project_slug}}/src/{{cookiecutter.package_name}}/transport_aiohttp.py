@@ -1,34 +1,31 @@
-"""The aiohttp transport: httpx's interface on one aiohttp session, made to relay faithfully.
+"""The connection pool on aiohttp: one shared session, made to relay faithfully.
 
-`httpx-aiohttp` is much faster under concurrency than the native transport, but on its own it
-has no pool timeout (a full pool surfaces as `ConnectTimeout`), reports a refused connection
-or a server hang-up as `ConnectTimeout` too, lets some aiohttp errors escape unmapped, and lets
-aiohttp change the request: re-quoting its URL, joining repeated headers and adding headers of
-its own, and lets a connection whose exchange ended unclearly carry the next one. This
-transport sends each request itself, byte for byte, counts connections itself (so a full pool
-raises `PoolTimeout`), translates each failure from its aiohttp cause (so the relay answers
-502, 503 and 504 correctly), reads bodies as they arrive, and reuses a connection only after a
-clean exchange (see `framing.py`).
+aiohttp's client is much faster under concurrency than httpx's own transport, but on its own it
+has no pool timeout, reports some failures under other names, and changes the request: it
+re-quotes the URL, joins repeated headers, adds headers of its own, and lets a connection whose
+exchange ended unclearly carry the next one. This pool sends each request byte for byte, counts
+connections itself (so a full pool raises `PoolTimeout`), raises each failure as the httpx
+exception that names it (so callers get the right 502, 503 or 504), reads bodies as they
+arrive, and reuses a connection only after a clean exchange (see `framing.py`).
 """
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, cast
 
 import aiohttp
-import anyio
 {{ cookiecutter.__httpx_import }}
 import yarl
 from aiohttp.client_proto import ResponseHandler
-from {{ cookiecutter.__aiohttp_transport }} import AiohttpTransport
-from multidict import CIMultiDict
 
-from {{ cookiecutter.package_name }}.framing import MalformedResponse, ResponseFraming
+from {{ cookiecutter.package_name }}.errors import MalformedResponse
+from {{ cookiecutter.package_name }}.framing import ResponseFraming
+from {{ cookiecutter.package_name }}.headers import RawHeaders
 {%- if cookiecutter.metrics %}
 from {{ cookiecutter.package_name }}.metrics import PoolStatus
 {%- endif %}
+from {{ cookiecutter.package_name }}.pool import UpstreamRequest, UpstreamResponse
 
 # Headers aiohttp would add of its own accord: the relay sends only what the caller sent.
 _AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
@@ -37,40 +34,45 @@ _ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
     (aiohttp.ClientConnectorError, httpx.ConnectError),
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
     (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
-    (aiohttp.ClientError, httpx.RemoteProtocolError),
 ]
 
 
-@contextmanager
-def translated_errors() -> Iterator[None]:
-    """Raise each aiohttp failure as the httpx exception that says what happened."""
-    try:
-        yield
-    except Exception as exc:
-        for aiohttp_error, httpx_error in _ERRORS:
-            if isinstance(exc, aiohttp_error):
-                raise httpx_error(str(exc) or type(exc).__name__) from exc
-        raise
+def translated(exc: aiohttp.ClientError) -> httpx.TransportError:
+    """The httpx exception that says what an aiohttp failure was; for most, a broken response."""
+    message = str(exc) or type(exc).__name__
+    for aiohttp_error, httpx_error in _ERRORS:
+        if isinstance(exc, aiohttp_error):
+            return httpx_error(message)
+    return httpx.RemoteProtocolError(message)
 
 
-def aiohttp_headers(request: httpx.Request) -> CIMultiDict[str]:
+def aiohttp_headers(raw: RawHeaders) -> list[tuple[str, str]]:
     """The request's headers for aiohttp, each line kept apart and its bytes unchanged.
 
     aiohttp writes header values as UTF-8, so a value is decoded as UTF-8 to come out as the
     same bytes; a value that is not UTF-8 (a bare latin-1 byte) cannot, and is refused.
     """
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in request.headers.raw:
-        if name.lower() == b"transfer-encoding":
-            continue  # aiohttp frames a streamed body itself
-        try:
-            headers.add(name.decode("ascii"), value.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise httpx.LocalProtocolError(
-                f"the value of header {name.decode('ascii', 'replace')!r} is not UTF-8, which "
-                "the aiohttp transport cannot send unchanged"
-            ) from None
-    return headers
+    try:
+        # aiohttp frames a streamed body itself.
+        return [
+            (name.decode("ascii"), value.decode("utf-8"))
+            for name, value in raw
+            if name.lower() != b"transfer-encoding"
+        ]
+    except UnicodeDecodeError:
+        names = [name for name, value in raw if not _is_utf8(value)] or [b"?"]
+        raise httpx.LocalProtocolError(
+            f"the value of header {names[0].decode('ascii', 'replace')!r} is not UTF-8, which "
+            "the aiohttp transport cannot send unchanged"
+        ) from None
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class _GuardedProtocol(ResponseHandler):
@@ -100,7 +102,7 @@ class _GuardedProtocol(ResponseHandler):
                 self.transport.close()
             return
         super().data_received(data)
-        if self._framing.done and not self._framing.reusable:
+        if not self._framing.reusable and self._framing.done:
             self.force_close()
             if self.transport is not None:
                 self.transport.close()
@@ -118,53 +120,49 @@ class _GuardedConnector(aiohttp.TCPConnector):
         self._factory = cast("functools.partial[ResponseHandler]", factory)
 
 
-class _AiohttpBody(httpx.AsyncByteStream):
-    """A response body read as aiohttp receives it, that gives its pool slot back when closed."""
-
-    def __init__(self, response: aiohttp.ClientResponse, release: Callable[[], None]) -> None:
-        self._response = response
-        self._release: Callable[[], None] | None = release
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        content = self._response.content
-        with translated_errors():
-            # A piece at a time, as received: `iter_any` joins what has piled up, a copy.
-            while not content.at_eof():
-                chunk, _ = await content.readchunk()
-                if chunk:  # empty at the end of each HTTP chunk (and of the body)
-                    yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            # Back to the pool only if the body was read to its end; else the connection closes.
-            self._response.release()
-            await self._response.wait_for_close()
-        finally:
-            if self._release is not None:
-                self._release()
-                self._release = None
+async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body a piece at a time, as received: `iter_any` would join what has piled up, a copy."""
+    content = response.content
+    try:
+        while not content.at_eof():
+            chunk, _ = await content.readchunk()
+            if chunk:  # empty at the end of each HTTP chunk (and of the body)
+                yield chunk
+    except aiohttp.ClientError as exc:
+        raise translated(exc) from exc
 
 
-async def _body(stream: httpx.AsyncByteStream) -> AsyncIterator[bytes]:
-    async for chunk in stream:
-        yield chunk
+async def _pieces(body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    async for piece in body:
+        yield piece
 
 
-class UpstreamTransport(AiohttpTransport):
-    """An httpx transport on one aiohttp session, with a real pool timeout and no cookie jar."""
+class ConnectionPool:
+    """One aiohttp session: at most `max_connections` connections to the upstream at once, each
+    reused only after a clean exchange, and a request waits at most the pool timeout for one."""
 
-    def __init__(self, limits: httpx.Limits, max_header_bytes: int, *, http2: bool = False) -> None:
-        if http2:
-            raise ValueError("the aiohttp transport speaks HTTP/1.1 only")
-        super().__init__(limits=limits)
+    def __init__(self, limits: httpx.Limits, max_header_bytes: int) -> None:
         self._max_connections = limits.max_connections or 100
+        self._keepalive_expiry = limits.keepalive_expiry
         self._max_header_bytes = max_header_bytes
+        self._ssl = httpx.create_ssl_context()
         self._slots = asyncio.Semaphore(self._max_connections)
 {%- if cookiecutter.metrics %}
         self._in_use = 0
         self._waiting = 0
 {%- endif %}
         self._session: aiohttp.ClientSession | None = None
+        # aiohttp's timeouts for each (connect, read) asked for: the relay asks for two.
+        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+
+    def _timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get((connect, read))
+        if timeout is None:
+            if len(self._timeouts) > 16:  # an endpoint of yours asks for many: keep the last
+                self._timeouts.clear()
+            timeout = aiohttp.ClientTimeout(sock_connect=connect, sock_read=read)
+            self._timeouts[connect, read] = timeout
+        return timeout
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Made on the first request, inside the running event loop, as aiohttp requires.
@@ -172,8 +170,8 @@ class UpstreamTransport(AiohttpTransport):
             connector = _GuardedConnector(
                 self._max_header_bytes,
                 limit=self._max_connections,
-                keepalive_timeout=self.limits.keepalive_expiry,
-                ssl=self.ssl_context,
+                keepalive_timeout=self._keepalive_expiry,
+                ssl=self._ssl,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -188,21 +186,20 @@ class UpstreamTransport(AiohttpTransport):
             )
         return self._session
 
-    async def _acquire_slot(self, request: httpx.Request) -> None:
-        """Take a connection slot, waiting at most the pool timeout when none is free."""
+    async def _acquire_slot(self, pool_timeout: float | None) -> None:
+        """Take a connection slot, waiting at most `pool_timeout` when none is free."""
         if not self._slots.locked():
-            # Free slot: taken at once, without the cost of a timeout scope.
+            # Free slot: taken at once, without the cost of a timeout.
             await self._slots.acquire()
 {%- if cookiecutter.metrics %}
             self._in_use += 1
 {%- endif %}
             return
-        pool_timeout = request.extensions.get("timeout", {}).get("pool")
 {%- if cookiecutter.metrics %}
         self._waiting += 1
 {%- endif %}
         try:
-            with anyio.fail_after(pool_timeout):
+            async with asyncio.timeout(pool_timeout):
                 await self._slots.acquire()
         except TimeoutError:
             raise httpx.PoolTimeout("no upstream connection became free in time") from None
@@ -229,42 +226,41 @@ class UpstreamTransport(AiohttpTransport):
         return PoolStatus(active=self._in_use, idle=idle, waiting=self._waiting)
 {%- endif %}
 
-    async def _send(self, request: httpx.Request) -> aiohttp.ClientResponse:
-        headers = aiohttp_headers(request)
-        timeout = request.extensions.get("timeout", {})
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        timeouts = request.timeouts
+        await self._acquire_slot(timeouts.get("pool"))
+        body = request.body
         try:
-            data: bytes | AsyncIterator[bytes] | None = request.content or None
-        except httpx.RequestNotRead:
-            data = _body(request.stream)  # type: ignore[arg-type]
-        with translated_errors():
-            return await self._get_session().request(
+            response = await self._get_session().request(
                 request.method,
                 # Encoded: aiohttp would otherwise re-quote the path and query.
-                yarl.URL(str(request.url), encoded=True),
-                headers=headers,
-                data=data,
+                yarl.URL(request.origin.url + request.target.decode("ascii"), encoded=True),
+                headers=aiohttp_headers(request.headers),
+                data=body if body is None or isinstance(body, bytes) else _pieces(body),
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(
-                    sock_connect=timeout.get("connect"), sock_read=timeout.get("read")
-                ),
+                timeout=self._timeout(timeouts.get("connect"), timeouts.get("read")),
             )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await self._acquire_slot(request)
-        try:
-            response = await self._send(request)
+        except aiohttp.ClientError as exc:
+            self._release_slot()
+            raise translated(exc) from exc
         except BaseException:
             self._release_slot()
             raise
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_AiohttpBody(response, self._release_slot),
-            request=request,
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
-            },
+
+        async def close() -> None:
+            try:
+                # Back to the pool only if the body was read to its end; else it is closed.
+                response.release()
+                await response.wait_for_close()
+            finally:
+                self._release_slot()
+
+        return UpstreamResponse(
+            response.status,
+            list(response.raw_headers),
+            _chunks(response),
+            close,
+            reason=(response.reason or "").encode("latin-1", "replace"),
         )
 
     async def aclose(self) -> None:

@@ -1,4 +1,4 @@
-"""The client's transport: httpcore's connection pool, reusing a connection only when it is clean.
+"""The connection pool on httpcore, httpx's own, reusing a connection only when it is clean.
 
 httpcore, under the client's default transport, parses responses leniently and keeps whatever
 follows the end of a response for the next response on that connection, so a broken or hostile
@@ -12,17 +12,18 @@ TLS handshake. HTTP/2 frames every message itself, so no bytes of one exchange c
 another's: its connections are not followed byte by byte, only their header size is bounded.
 """
 
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 {{ cookiecutter.__httpcore_import }}
 {{ cookiecutter.__httpx_import }}
 
-from {{ cookiecutter.package_name }}.framing import MalformedResponse, ResponseFraming
+from {{ cookiecutter.package_name }}.errors import MalformedResponse
+from {{ cookiecutter.package_name }}.framing import ResponseFraming
 {%- if cookiecutter.metrics %}
 from {{ cookiecutter.package_name }}.metrics import PoolStatus
 {%- endif %}
+from {{ cookiecutter.package_name }}.pool import UpstreamRequest, UpstreamResponse
 
 # From the most specific httpcore error to the most general: the first match names the failure.
 _ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
@@ -42,16 +43,15 @@ _ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
 ]
 
 
-@contextmanager
-def translated_errors() -> Iterator[None]:
-    """Raise each httpcore failure as the client's exception that says what happened."""
-    try:
-        yield
-    except Exception as exc:
-        for httpcore_error, httpx_error in _ERRORS:
-            if isinstance(exc, httpcore_error):
-                raise httpx_error(str(exc)) from exc
-        raise
+_FAILURES = tuple(httpcore_error for httpcore_error, _ in _ERRORS)
+
+
+def translated(exc: Exception) -> Exception:
+    """The client's exception that says what an httpcore failure was."""
+    for httpcore_error, httpx_error in _ERRORS:
+        if isinstance(exc, httpcore_error):
+            return httpx_error(str(exc))
+    return exc
 
 
 class _GuardedStream(httpcore.AsyncNetworkStream):
@@ -119,23 +119,17 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
-class _Body(httpx.AsyncByteStream):
-    """A response body from the pool, its failures translated."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with translated_errors():
-            async for chunk in self._stream:
+async def _chunks(stream: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The body as it arrives, without the empty chunks HTTP/2 can end it with."""
+    try:
+        async for chunk in stream:
+            if chunk:
                 yield chunk
-
-    async def aclose(self) -> None:
-        with translated_errors():
-            await self._stream.aclose()
+    except _FAILURES as exc:
+        raise translated(exc) from exc
 
 
-class UpstreamTransport(httpx.AsyncBaseTransport):
+class ConnectionPool:
     """A connection pool whose connections carry another exchange only when clean."""
 
     def __init__(self, limits: httpx.Limits, max_header_bytes: int, *, http2: bool = False) -> None:
@@ -149,31 +143,48 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             network_backend=_GuardedBackend(max_header_bytes),
         )
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        origin = request.origin
+        url = httpcore.URL(
+            scheme=origin.scheme.encode("ascii"),
+            host=origin.host.encode("ascii"),
+            port=origin.port,
+            target=request.target,
         )
-        with translated_errors():
+        core_request = httpcore.Request(
+            request.method,
+            url,
+            headers=request.headers,
+            content=request.body,
+            extensions={"timeout": request.timeouts},
+        )
+        try:
             response = await self._pool.handle_async_request(core_request)
-        if response.extensions.get("http_version") == b"HTTP/2":
+        except _FAILURES as exc:
+            raise translated(exc) from exc
+        version = response.extensions.get("http_version", b"HTTP/1.1")
+        if version == b"HTTP/2":
             size = sum(len(name) + len(value) + 4 for name, value in response.headers)
             if size > self._max_header_bytes:
                 await response.aclose()
                 raise MalformedResponse(
                     f"the response headers are larger than {self._max_header_bytes} bytes"
                 )
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_Body(response.stream),
-            extensions=response.extensions,
+        stream: Any = response.stream
+
+        async def close() -> None:
+            try:
+                await response.aclose()
+            except _FAILURES as exc:
+                raise translated(exc) from exc
+
+        return UpstreamResponse(
+            response.status,
+            response.headers,
+            _chunks(stream),
+            close,
+            http_version=version,
+            reason=response.extensions.get("reason_phrase", b""),
         )
 
 {%- if cookiecutter.metrics %}

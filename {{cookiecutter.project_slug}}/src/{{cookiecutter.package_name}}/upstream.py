@@ -1,7 +1,9 @@
-"""The one shared upstream client: opened at start-up, used by every request, closed at shutdown.
+"""The one shared upstream pool: made at start-up, used by every request, closed at shutdown.
 
-A client per request would open a new connection pool each time; one shared client reuses
-pooled connections, which is what keeps the service fast and stable under concurrent load.
+A client per request would open a new connection pool each time; one shared pool reuses its
+connections, which is what keeps the service fast and stable under concurrent load. The relay
+sends through the pool itself; endpoints of your own get an `httpx.AsyncClient` over the same
+pool, by declaring a parameter of type `UpstreamClient`.
 """
 
 import logging
@@ -13,55 +15,77 @@ from typing import Annotated, TypedDict
 {{ cookiecutter.__httpx_import }}
 from fastapi import Depends, FastAPI, Request
 
+from {{ cookiecutter.package_name }}.pool import ClientTransport, Origin, Pool
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.transport import UpstreamTransport
+from {{ cookiecutter.package_name }}.transport import ConnectionPool
 
 logger = logging.getLogger(__name__)
 
-# Wraps the pool's transport, to measure or trace each upstream call.
-Instrument = Callable[[UpstreamTransport], httpx.AsyncBaseTransport]
+# Wraps the pool, to measure or trace each upstream call.
+Instrument = Callable[[ConnectionPool], Pool]
+
+
+class Upstream:
+    """The upstream API: its address, the shared pool to it, and the httpx client over that pool.
+
+    Made once, by `create_app`; the app's lifespan closes it.
+    """
+
+    def __init__(self, settings: Settings, instrument: Instrument | None = None) -> None:
+        base_url = httpx.URL(settings.upstream_base_url)
+        self.base_url = settings.upstream_base_url.encode()
+        self.base_path = base_url.raw_path
+        self.origin = Origin.of(base_url)
+        self.host = base_url.netloc  # the `Host` header: the port only when not the default
+        timeout = httpx.Timeout(
+            settings.upstream_timeout,
+            connect=settings.upstream_connect_timeout,
+            pool=settings.upstream_pool_timeout,
+        )
+        self.timeouts = timeout.as_dict()
+        # A held exchange has an overall deadline of UPSTREAM_TIMEOUT, which bounds every read
+        # as the read timeout would: one timer per exchange rather than one per read.
+        self.held_timeouts = {**self.timeouts, "read": None}
+        limits = httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+{%- if cookiecutter.http_transport == "native" %}
+            max_keepalive_connections=settings.upstream_max_keepalive_connections,
+{%- endif %}
+            keepalive_expiry=settings.upstream_keepalive_expiry,
+        )
+{%- if cookiecutter.http_transport == "native" %}
+        http2 = settings.upstream_http2
+        connections = ConnectionPool(limits, settings.max_header_bytes, http2=http2)
+{%- else %}
+        connections = ConnectionPool(limits, settings.max_header_bytes)
+{%- endif %}
+        self.pool = instrument(connections) if instrument else connections
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout,
+            transport=ClientTransport(self.pool),
+            # Endpoints get redirects as answers; the relay passes them on to the caller.
+            follow_redirects=False,
+            # One client serves every caller: it must never keep a cookie from one for another.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        )
 
 
 class State(TypedDict):
-    """What the lifespan hands to every request (as `request.state`)."""
+    """What the lifespan hands to every request of the FastAPI app (as `request.state`)."""
 
     upstream: httpx.AsyncClient
     settings: Settings
 
 
-def build_client(settings: Settings, instrument: Instrument | None = None) -> httpx.AsyncClient:
-    """The client with the pool limits and timeouts from the settings."""
-    timeout = httpx.Timeout(
-        settings.upstream_timeout,
-        connect=settings.upstream_connect_timeout,
-        pool=settings.upstream_pool_timeout,
-    )
-    limits = httpx.Limits(
-        max_connections=settings.upstream_max_connections,
-        max_keepalive_connections=settings.upstream_max_keepalive_connections,
-        keepalive_expiry=settings.upstream_keepalive_expiry,
-    )
-    # A custom transport ignores `limits=` on the client: it takes them itself.
-    pool = UpstreamTransport(limits, settings.max_header_bytes, http2=settings.upstream_http2)
-    return httpx.AsyncClient(
-        base_url=settings.upstream_base_url,
-        timeout=timeout,
-        transport=instrument(pool) if instrument else pool,
-        # The relay forwards redirects to the caller rather than following them itself.
-        follow_redirects=False,
-        # One client serves every caller: it must never keep a cookie from one for another.
-        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-    )
-
-
 def lifespan_for(
-    settings: Settings, instrument: Instrument | None = None
+    upstream: Upstream, settings: Settings
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
-    """A lifespan that opens the shared client before the first request and closes it last."""
+    """A lifespan that hands out the shared client and closes it, and its pool, at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        async with build_client(settings, instrument) as client:
+        async with upstream.client as client:
             logger.info("upstream client open for %s", settings.upstream_base_url)
             yield {"upstream": client, "settings": settings}
         logger.info("upstream client closed")
@@ -82,5 +106,5 @@ async def get_settings(request: Request) -> Settings:
 
 
 # Declare a parameter with these types to get the shared client or the settings in an endpoint.
-Upstream = Annotated[httpx.AsyncClient, Depends(get_upstream)]
+UpstreamClient = Annotated[httpx.AsyncClient, Depends(get_upstream)]
 AppSettings = Annotated[Settings, Depends(get_settings)]

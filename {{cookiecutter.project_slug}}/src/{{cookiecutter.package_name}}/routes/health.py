@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from {{ cookiecutter.package_name }}.upstream import Upstream
+from {{ cookiecutter.package_name }}.upstream import UpstreamClient
 
 router = APIRouter(tags=["health"])
 
@@ -15,9 +15,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(upstream: Upstream) -> JSONResponse:
+async def readyz(client: UpstreamClient) -> JSONResponse:
     """The shared upstream client is open, so relayed requests can be served."""
-    if upstream.is_closed:
+    if client.is_closed:
         return JSONResponse(
             {"status": "not ready", "detail": "upstream client closed"}, status_code=503
         )

@@ -13,9 +13,8 @@ What callers get when the upstream does not answer with an item, whatever the en
 from fastapi import APIRouter
 from pydantic import BaseModel, ValidationError
 
-from {{ cookiecutter.package_name }}.errors import ERROR_RESPONSES
-from {{ cookiecutter.package_name }}.relay import InvalidUpstreamResponse
-from {{ cookiecutter.package_name }}.upstream import AppSettings, Upstream
+from {{ cookiecutter.package_name }}.errors import ERROR_RESPONSES, InvalidUpstreamResponse
+from {{ cookiecutter.package_name }}.upstream import AppSettings, UpstreamClient
 
 router = APIRouter(tags=["items"])
 
@@ -28,11 +27,11 @@ class Item(BaseModel):
 
 
 @router.get("/items/{item_id}", responses=ERROR_RESPONSES)
-async def read_item(item_id: int, upstream: Upstream, settings: AppSettings) -> Item:
+async def read_item(item_id: int, client: UpstreamClient, settings: AppSettings) -> Item:
     """One item from the upstream, checked against `Item`."""
     # A path relative to UPSTREAM_BASE_URL (no leading `/`), so it stays under the base path;
     # the credential goes with this request only, never with the shared client.
-    response = await upstream.get(f"items/{item_id}", headers=settings.upstream_credential())
+    response = await client.get(f"items/{item_id}", headers=settings.upstream_credential())
     response.raise_for_status()
     try:
         return Item.model_validate_json(response.content)

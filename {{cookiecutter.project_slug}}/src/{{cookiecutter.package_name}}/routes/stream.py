@@ -1,32 +1,70 @@
-"""Streaming relay: upstream bytes go to the caller as they arrive, never held whole in memory."""
+"""Streaming relay, `/stream/...`: upstream bytes go to the caller as they arrive.
+
+The request body streams upstream too, and neither is ever held whole in memory.
+"""
 
 import logging
 from collections.abc import AsyncIterator
 
 import anyio
 {{ cookiecutter.__httpx_import }}
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
+from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from {{ cookiecutter.package_name }}.headers import RawHeaders
-from {{ cookiecutter.package_name }}.relay import (
-    RELAY_METHODS,
-    InvalidUpstreamResponse,
-    build_upstream_request,
-    caller_body,
-    has_body,
-    refuse_upgrade,
-    response_headers,
-)
+from {{ cookiecutter.package_name }}.errors import InvalidUpstreamResponse
+from {{ cookiecutter.package_name }}.headers import RawHeaders, declared_length
+from {{ cookiecutter.package_name }}.pool import UpstreamResponse
+from {{ cookiecutter.package_name }}.relay import Incoming, open_exchange
 from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.upstream import Upstream
 
 logger = logging.getLogger(__name__)
-router = APIRouter()
-PREFIX = b"/stream/"
 
-# A body of at most this many bytes is sent whole when it arrives whole (see relay_response).
+# A body of at most this many bytes is sent whole when it arrives whole (see `stream`).
 SMALL_BODY_BYTES = 64 * 1024
+
+
+async def stream(upstream: Upstream, settings: Settings, request: Incoming, send: Send) -> None:
+    """Relay the request upstream and stream the response back (the request body streams too).
+
+    Streaming costs a task per response, to notice the caller leaving. A body that declares at
+    most 64 KiB and came whole in the first chunk, as most API answers do, is sent back at once
+    instead. Larger bodies, and bodies without a Content-Length such as event streams, start
+    streaming with nothing awaited.
+    """
+    exchange = await open_exchange(upstream, settings, request)
+    response, headers = exchange.response, exchange.headers
+    length = declared_length(headers)
+    if length is None or length > SMALL_BODY_BYTES:
+        streamed = UpstreamStreamingResponse(response, headers, paced(response.body))
+        await streamed(request.scope, request.receive, send)
+        return
+    try:
+        first = await anext(response.body, None)
+    except BaseException:
+        await response.aclose()
+        raise
+    if first is not None and len(first) < length:
+        chunks = paced(prepend(first, response.body))
+        streamed = UpstreamStreamingResponse(response, headers, chunks)
+        await streamed(request.scope, request.receive, send)
+        return
+    await send_whole(response, headers, first or b"", send)
+
+
+async def send_whole(
+    response: UpstreamResponse, headers: RawHeaders, body: bytes, send: Send
+) -> None:
+    """Read the body to its end, so the pool sees the exchange finish by its framing and may
+    reuse the connection (closing it early would discard it), then send it in one piece."""
+    try:
+        rest = await anext(response.body, None)
+    finally:
+        await response.aclose()
+    if rest is not None:
+        raise InvalidUpstreamResponse("the upstream sent more bytes than its Content-Length")
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def paced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -57,15 +95,12 @@ class UpstreamStreamingResponse(StreamingResponse):
     """
 
     def __init__(
-        self,
-        upstream: httpx.Response,
-        headers: RawHeaders,
-        chunks: AsyncIterator[bytes],
+        self, response: UpstreamResponse, headers: RawHeaders, chunks: AsyncIterator[bytes]
     ) -> None:
-        super().__init__(paced(chunks), status_code=upstream.status_code)
+        super().__init__(chunks, status_code=response.status)
         # Raw bytes, so the upstream's Content-Encoding and Content-Length stay true.
         self.raw_headers = headers
-        self.upstream = upstream
+        self.response = response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -77,50 +112,4 @@ class UpstreamStreamingResponse(StreamingResponse):
                 "upstream failed mid-body, response cut short: %s: %s", type(exc).__name__, exc
             )
         finally:
-            await self.upstream.aclose()
-
-
-async def relay_response(upstream: httpx.Response, headers: RawHeaders) -> Response:
-    """The upstream's response for the caller: streamed, unless it is small and already here.
-
-    Streaming costs a task per response that watches for the caller leaving. A body that
-    declares at most 64 KiB and came whole in the first chunk, as most API answers do, is sent
-    back at once instead. Larger bodies, and bodies without a Content-Length such as event
-    streams, start streaming with nothing awaited.
-    """
-    chunks = upstream.aiter_raw()
-    declared = next((value for name, value in headers if name.lower() == b"content-length"), b"")
-    length = int(declared) if declared.isdigit() else None
-    if length is None or length > SMALL_BODY_BYTES:
-        return UpstreamStreamingResponse(upstream, headers, chunks)
-    first = await anext(chunks, None)
-    if first is not None and len(first) < length:
-        return UpstreamStreamingResponse(upstream, headers, prepend(first, chunks))
-    # Read to the end of the body, so the client sees the exchange finish by its framing and
-    # can give the connection back to the pool; closing it early would discard it.
-    rest = await anext(chunks, None)
-    await upstream.aclose()
-    if rest is not None:
-        raise InvalidUpstreamResponse("the upstream sent more bytes than its Content-Length")
-    whole = Response(first or b"", status_code=upstream.status_code)
-    whole.raw_headers = headers
-    return whole
-
-
-async def stream(request: Request) -> Response:
-    """Relay the request upstream and stream the response back (the request body streams too)."""
-    refuse_upgrade(request)
-    upstream: httpx.AsyncClient = request.state.upstream
-    settings: Settings = request.state.settings
-    content = caller_body(request, settings.client_body_timeout) if has_body(request) else None
-    upstream_request = build_upstream_request(upstream, request, PREFIX, content)
-    response = await upstream.send(upstream_request, stream=True)
-    try:
-        return await relay_response(response, response_headers(response, settings, PREFIX))
-    except BaseException:
-        await response.aclose()
-        raise
-
-
-# A plain route, for speed: see relay.py.
-router.add_route("/stream/{path:path}", stream, methods=RELAY_METHODS)
+            await self.response.aclose()
