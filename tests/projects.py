@@ -187,10 +187,10 @@ class Project:
         return self.run(*UV, *args, timeout=timeout)
 
 
-def render(output_dir: Path, answers: Answers) -> subprocess.CompletedProcess[str]:
+def render(output_dir: Path, answers: Answers, template: Path = TEMPLATE) -> subprocess.CompletedProcess[str]:
     """Run cookiecutter as a user would, with these answers and no prompts."""
     return subprocess.run(
-        [sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", str(output_dir), str(TEMPLATE)]
+        [sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", str(output_dir), str(template)]
         + [f"{key}={value}" for key, value in answers.items()],
         env=project_env(str(answers.get("python_version", DEFAULTS["python_version"]))),
         capture_output=True,

@@ -6,9 +6,13 @@
   default transport) opened in the lifespan, given the same pool size as the service so the
   comparison is about the transport, not the pool. `/whole/...` reads the response and returns
   it; `/chunks/...` streams it back with `StreamingResponse`.
+- `fastapi_aiohttp_relay`: the relay a user would write by hand in twenty lines, a FastAPI route
+  and one shared `aiohttp.ClientSession` opened in the lifespan; `/whole/...` reads the response
+  and returns it, with no header policy, no limits and no logs.
 - `bare_relay`: the least code that can relay under uvicorn, a bare ASGI app on one shared
   `aiohttp.ClientSession`, with no framework and no httpx; `/chunks/...` streams. Not a
-  service (no errors handled, no disconnects watched): the ceiling for any Python relay here.
+  service (no errors handled, no disconnects watched): what Python itself costs, the ceiling
+  for any Python relay here.
 
 All read the upstream's base URL (ending in `/`) from `BENCH_UPSTREAM_URL`.
 """
@@ -35,11 +39,11 @@ requests_relay = FastAPI()
 @requests_relay.get("/whole/{path:path}")
 async def requests_whole(path: str) -> Response:
     # Blocks the event loop until the upstream answers: exactly what the benchmark shows.
-    upstream = requests.get(UPSTREAM_URL + path, timeout=30)  # noqa: ASYNC210
+    answer = requests.get(UPSTREAM_URL + path, timeout=30)  # noqa: ASYNC210
     return Response(
-        upstream.content,
-        status_code=upstream.status_code,
-        media_type=upstream.headers.get("content-type"),
+        answer.content,
+        status_code=answer.status_code,
+        media_type=answer.headers.get("content-type"),
     )
 
 
@@ -62,24 +66,46 @@ httpx_relay = FastAPI(lifespan=lifespan)
 @httpx_relay.get("/whole/{path:path}")
 async def httpx_whole(path: str, request: Request) -> Response:
     client: httpx.AsyncClient = request.state.client
-    upstream = await client.get(path)
+    answer = await client.get(path)
     return Response(
-        upstream.content,
-        status_code=upstream.status_code,
-        media_type=upstream.headers.get("content-type"),
+        answer.content,
+        status_code=answer.status_code,
+        media_type=answer.headers.get("content-type"),
     )
 
 
 @httpx_relay.get("/chunks/{path:path}")
 async def httpx_chunks(path: str, request: Request) -> StreamingResponse:
     client: httpx.AsyncClient = request.state.client
-    upstream = await client.send(client.build_request("GET", path), stream=True)
+    answer = await client.send(client.build_request("GET", path), stream=True)
     return StreamingResponse(
-        upstream.aiter_raw(),
-        status_code=upstream.status_code,
-        media_type=upstream.headers.get("content-type"),
-        background=BackgroundTask(upstream.aclose),
+        answer.aiter_raw(),
+        status_code=answer.status_code,
+        media_type=answer.headers.get("content-type"),
+        background=BackgroundTask(answer.aclose),
     )
+
+
+class SessionState(TypedDict):
+    session: aiohttp.ClientSession
+
+
+@asynccontextmanager
+async def session_lifespan(app: FastAPI) -> AsyncIterator[SessionState]:
+    connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        yield {"session": session}
+
+
+fastapi_aiohttp_relay = FastAPI(lifespan=session_lifespan)
+
+
+@fastapi_aiohttp_relay.get("/whole/{path:path}")
+async def aiohttp_whole(path: str, request: Request) -> Response:
+    session: aiohttp.ClientSession = request.state.session
+    async with session.get(UPSTREAM_URL + path) as answer:
+        body = await answer.read()
+    return Response(body, status_code=answer.status, media_type=answer.headers.get("content-type"))
 
 
 async def bare_relay(scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,15 +121,15 @@ async def bare_relay(scope: Scope, receive: Receive, send: Send) -> None:
         return
     session: aiohttp.ClientSession = scope["state"]["session"]
     url = UPSTREAM_URL + scope["path"].removeprefix("/chunks/")
-    async with session.get(url, auto_decompress=False) as upstream:
+    async with session.get(url, auto_decompress=False) as answer:
         headers = [
-            (name.encode("latin-1"), upstream.headers[name].encode("latin-1"))
+            (name.encode("latin-1"), answer.headers[name].encode("latin-1"))
             for name in ("content-type", "content-length")
-            if name in upstream.headers
+            if name in answer.headers
         ]
-        await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
-        while not upstream.content.at_eof():
-            chunk, _ = await upstream.content.readchunk()
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        while not answer.content.at_eof():
+            chunk, _ = await answer.content.readchunk()
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})

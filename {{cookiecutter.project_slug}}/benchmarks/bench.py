@@ -4,11 +4,11 @@ From the project root: `uv run --group bench python -m benchmarks.bench [--secon
 `wrk`; the `bench` group installs the baselines' packages).
 
 Starts, each in its own process: the upstream (`upstream.py`), the service exactly as in
-production (one uvicorn worker, uvloop, its own httptools protocol), and the baselines
-(`baselines.py`). wrk then measures each at several concurrencies, for a small JSON body and for
-a 10 MiB body, and the results are printed as Markdown tables: requests/s, latency (p50, p99),
-errors, the peak RSS of the process measured, and the service's speed relative to each
-baseline. Every process started is stopped at the end, whatever happens.
+production (its own command, one worker), and the baselines (`baselines.py`), all under uvicorn
+with uvloop and httptools. wrk then measures each at several concurrencies, for a small JSON
+body and for a 10 MiB body, and the results are printed as Markdown tables: requests/s, latency
+(p50, p99), errors, the peak RSS of the process measured, and the service's speed relative to
+each baseline. Every process started is stopped at the end, whatever happens.
 """
 
 import argparse
@@ -31,7 +31,7 @@ from benchmarks import wrk
 from benchmarks.report import report
 from benchmarks.upstream import BIG_PATH, BIG_SIZE, SMALL_BODY, SMALL_PATH
 from benchmarks.wrk import MIB, PeakRss, Result
-from tests.servers import SERVICE_APP, SERVICE_OPTIONS, Service, run_uvicorn
+from tests.servers import SERVICE_COMMAND, Service, free_port, run_process, run_uvicorn
 
 PROJECT = Path(__file__).resolve().parent.parent
 DISTRIBUTION = "{{ cookiecutter.project_slug }}"
@@ -47,7 +47,7 @@ SERVICE_ENDPOINTS = [
 ]
 SMALL = "small JSON"
 BIG = "10 MiB"
-# How every server is run: as the image runs the service, quietly; a server's own options win.
+# How every other server is run: as the service runs, quietly.
 UVICORN_OPTIONS = ("--loop", "uvloop", "--http", "httptools", "--log-level", "warning")
 
 
@@ -72,6 +72,7 @@ def targets(names: set[str]) -> list[Target]:
         Target("direct", "upstream, direct (ceiling)", "upstream", "/"),
         Target("requests", "requests.get in async def", "requests", "/whole/"),
         Target("httpx", f"httpx 0.28 shared client ({style})", "httpx", f"/{style}/"),
+        Target("fastapi", "FastAPI + shared aiohttp session (whole)", "fastapi", "/whole/"),
         Target("bare", "bare ASGI relay on aiohttp", "bare", "/chunks/"),
     ]
     return [target for target in found if target.server in names]
@@ -134,11 +135,16 @@ def start_servers(
             env=upstream_env, ready=f"/{SMALL_PATH}",
         )
     )  # fmt: skip
+    service_port = free_port()
     service_env = {
         **base,
+        "HOST": "127.0.0.1",
+        "PORT": str(service_port),
         "UPSTREAM_BASE_URL": f"{upstream.url}/",
         "UPSTREAM_MAX_CONNECTIONS": str(pool),
+{%- if cookiecutter.http_transport == "native" %}
         "UPSTREAM_MAX_KEEPALIVE_CONNECTIONS": str(pool),
+{%- endif %}
         "LOG_LEVEL": "WARNING",
 {%- if cookiecutter.response_mode != "stream" %}
         # Room for the 10 MiB body when it is read whole.
@@ -151,17 +157,20 @@ def start_servers(
         "BENCH_MAX_CONNECTIONS": str(pool),
     }
     whole, chunks = f"/whole/{SMALL_PATH}", f"/chunks/{SMALL_PATH}"
-    plans = {
-        "service": (SERVICE_APP, SERVICE_OPTIONS, service_env, "/healthz"),
-        "requests": ("benchmarks.baselines:requests_relay", apps, baseline_env, whole),
-        "httpx": ("benchmarks.baselines:httpx_relay", apps, baseline_env, whole),
-        "bare": ("benchmarks.baselines:bare_relay", apps, baseline_env, chunks),
-    }
     servers = {"upstream": upstream}
-    for name, (app, options, env, ready) in plans.items():
+    if "service" in names:
+        service = run_process(SERVICE_COMMAND, service_port, service_env)
+        servers["service"] = stack.enter_context(service)
+    plans = {
+        "requests": ("benchmarks.baselines:requests_relay", whole),
+        "httpx": ("benchmarks.baselines:httpx_relay", whole),
+        "fastapi": ("benchmarks.baselines:fastapi_aiohttp_relay", whole),
+        "bare": ("benchmarks.baselines:bare_relay", chunks),
+    }
+    for name, (app, ready) in plans.items():
         if name in names:
             servers[name] = stack.enter_context(
-                run_uvicorn(app, *UVICORN_OPTIONS, *options, env=env, ready=ready)
+                run_uvicorn(app, *UVICORN_OPTIONS, *apps, env=baseline_env, ready=ready)
             )
     return servers
 
@@ -179,7 +188,7 @@ def describe_machine(args: argparse.Namespace) -> str:
     names += ["starlette", "httpx", "requests", "aiohttp"]
     return "\n".join(
         [
-            f"# Benchmark: {SERVICE_APP}",
+            f"# Benchmark: {DISTRIBUTION}",
             "",
             f"Python {platform.python_version()}, "
             + ", ".join(package(name) for name in sorted(set(names)))
@@ -215,13 +224,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add("--seconds", type=int, default=5, help="wrk duration per cell (5)")
     add("--warmup", type=int, default=1, help="warm-up seconds per target (1)")
-    add("--small", type=counts, default=[1, 64, 256], help="connections, small JSON (1,64,256)")
-    add("--big", type=counts, default=[1, 16], help="connections for 10 MiB (1,16)")
+    add("--small", type=counts, default=[64, 256], help="connections, small JSON (64,256)")
+    add("--big", type=counts, default=[4], help="connections for 10 MiB (4)")
     add("--threads", type=int, default=1, help="wrk threads (1)")
     add(
         "--targets",
-        default="service,upstream,requests,httpx,bare",
-        help="servers to measure (service,upstream,requests,httpx,bare)",
+        default="service,upstream,requests,httpx,fastapi,bare",
+        help="servers to measure (service,upstream,requests,httpx,fastapi,bare)",
     )
     add(
         "--upstream-delay-ms",

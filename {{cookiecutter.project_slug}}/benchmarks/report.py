@@ -9,6 +9,7 @@ BASELINES = {
     "direct": "upstream direct",
     "requests": "requests relay",
     "httpx": "httpx relay",
+    "fastapi": "FastAPI + aiohttp relay",
     "bare": "bare relay",
 }
 
