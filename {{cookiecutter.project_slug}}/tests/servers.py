@@ -150,6 +150,9 @@ def relay_settings(upstream: str, **overrides: Any) -> Settings:
         "upstream_timeout": 5.0,
         # A test that leaves a stream open must not hang the run on shutdown.
         "shutdown_timeout": 2.0,
+        # Tests that fail on purpose share relays: a breaker opened by one would refuse the
+        # next test's calls (test_resilience.py gives relays of their own a breaker).
+        "upstream_breaker_failures": 0,
     }
     values.update(overrides)
     return Settings(**values)

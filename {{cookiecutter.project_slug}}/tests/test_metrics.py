@@ -62,7 +62,10 @@ def test_upstream_failures_are_counted_by_what_failed(relay: str, prefix: str) -
     answered = value(after, CLIENT, **status, error_type="503")
     assert answered - value(before, CLIENT, **status, error_type="503") == 1
     failed = {"http_request_method": "GET", "http_response_status_code": ""}
-    assert value(refused, CLIENT, **failed, error_type="ConnectError") == 1
+    # Each attempt: the first, and UPSTREAM_RETRIES (2) more, since nothing was sent.
+    assert value(refused, CLIENT, **failed, error_type="ConnectError") == 3
+    retries = "http_client_request_retries_total"
+    assert value(refused, retries, error_type="ConnectError") == 2
 
 
 def test_metrics_are_neither_counted_nor_described_in_the_api(relay: str) -> None:

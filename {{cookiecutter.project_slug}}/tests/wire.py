@@ -126,10 +126,13 @@ class Script:
     """How the raw upstream answers one request.
 
     It sends `response` (before reading the request body if `early`), then, `delay` seconds
-    later, `later`; then it hangs up if `close`, or reads the next request.
+    later, `later`; then it hangs up if `close`, or reads the next request. An empty `response`
+    is no answer at all: it waits for the next request, or hangs up if `close`. The first
+    requests get the responses in `first` instead, one each, in turn; an empty one hangs up.
     """
 
     response: bytes = OK
+    first: list[bytes] = field(default_factory=list)
     close: bool = False
     early: bool = False
     later: bytes = b""
@@ -193,6 +196,12 @@ class RawUpstream:
                     request = reader.body(request)
                     with self.lock:
                         self.requests.append(request)
+                        turn = script.first.pop(0) if script.first else None
+                    if turn is not None:
+                        conn.sendall(turn)
+                        if not turn:
+                            return
+                        continue
                     if not script.early:
                         conn.sendall(script.response)
                     if script.later:

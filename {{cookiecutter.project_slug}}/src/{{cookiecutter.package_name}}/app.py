@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Service:
     for router in [health.router, items.router]:
         api.include_router(router)
 {%- if cookiecutter.metrics %}
-    metrics.install(api)
+    metrics.install(api, upstream.breaker, upstream.tally)
 {%- endif %}
     install_openapi(api, RELAYS)
 {%- set observers = (", metrics" if cookiecutter.metrics else "") + (", tracing" if cookiecutter.tracing else "") %}

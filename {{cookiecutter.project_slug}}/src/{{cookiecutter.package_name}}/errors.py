@@ -63,7 +63,17 @@ class BodyTooLarge(Refused):
 
 
 class CallerTooSlow(Exception):
-    """The caller's body stopped arriving for longer than `CLIENT_BODY_TIMEOUT`."""
+    """The caller's body paused longer than `CLIENT_BODY_TIMEOUT`, or took longer than
+    `CLIENT_BODY_DEADLINE` in all."""
+
+
+class CircuitOpen(httpx.TransportError):
+    """The upstream has been failing: calls are refused, without trying, for `retry_after`
+    seconds more (see `breaker.py`)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("the upstream is failing: calls to it are paused")
+        self.retry_after = retry_after
 
 
 class InvalidUpstreamResponse(httpx.RemoteProtocolError):
@@ -85,7 +95,10 @@ class ErrorDetail(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "The upstream has no such resource."},
     502: {"model": ErrorDetail, "description": "The upstream failed or answered wrongly."},
-    503: {"model": ErrorDetail, "description": "No upstream connection is free; retry."},
+    503: {
+        "model": ErrorDetail,
+        "description": "No upstream connection is free, or the upstream is failing; retry.",
+    },
     504: {"model": ErrorDetail, "description": "The upstream did not answer in time."},
 }
 # Failures that are answered here; anything else is a bug, and a 500.
@@ -104,20 +117,25 @@ def json_error(status_code: int, detail: str, headers: dict[str, str] | None = N
     return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
 
 
+# What a caller gets for a failed upstream call, the first match in order: `PoolTimeout` is a
+# `TimeoutException`, and what the relay sends comes from the caller, so a request that cannot
+# be sent is the caller's (400).
+_FAILURES: list[tuple[type[Exception], int, str]] = [
+    (httpx.LocalProtocolError, 400, "the request cannot be relayed as it was sent"),
+    (CircuitOpen, 503, "the upstream is failing; retry after the time given in Retry-After"),
+    (httpx.PoolTimeout, 503, "no upstream connection is free; retry shortly"),
+    (httpx.TimeoutException, 504, "the upstream did not answer in time"),
+    (httpx.ConnectError, 502, "could not connect to the upstream"),
+]
+
+
 def upstream_failure(exc: Exception) -> tuple[int, str]:
     """The status code and message a caller gets for a failed upstream exchange."""
-    if isinstance(exc, httpx.LocalProtocolError):
-        # What the relay sends comes from the caller: it is the caller's request that cannot go.
-        return 400, "the request cannot be relayed as it was sent"
     if isinstance(exc, InvalidUpstreamResponse | MalformedResponse):
         return 502, str(exc)
-    # PoolTimeout is a TimeoutException: it has to be tested first.
-    if isinstance(exc, httpx.PoolTimeout):
-        return 503, "no upstream connection is free; retry shortly"
-    if isinstance(exc, httpx.TimeoutException):
-        return 504, "the upstream did not answer in time"
-    if isinstance(exc, httpx.ConnectError):
-        return 502, "could not connect to the upstream"
+    for kind, status_code, detail in _FAILURES:
+        if isinstance(exc, kind):
+            return status_code, detail
     return 502, "the upstream sent an invalid or incomplete response"
 
 
@@ -160,8 +178,13 @@ def error_response(exc: Exception) -> Response:
         return upstream_status(exc.response.status_code)
     if isinstance(exc, httpx.RequestError):
         status_code, detail = upstream_failure(exc)
-        logger.warning("upstream failure: %s (%s: %s)", detail, type(exc).__name__, exc)
-        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status_code == 503 else None
+        retry: dict[str, str] | None
+        if isinstance(exc, CircuitOpen):
+            # Not logged: the breaker logs once when it opens, and once when it closes.
+            retry = {"Retry-After": str(exc.retry_after)}
+        else:
+            logger.warning("upstream failure: %s (%s: %s)", detail, type(exc).__name__, exc)
+            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status_code == 503 else None
         return json_error(status_code, detail, retry)
     raise exc
 

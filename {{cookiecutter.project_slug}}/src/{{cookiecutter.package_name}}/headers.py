@@ -60,6 +60,15 @@ def first_value(headers: RawHeaders, name: bytes) -> bytes | None:
     return None
 
 
+def value_in_any_case(headers: RawHeaders, name: bytes) -> bytes | None:
+    """The value of the first header called `name` (lower case) in any case, as an upstream or
+    an httpx request may spell it."""
+    for candidate, value in headers:
+        if candidate.lower() == name:
+            return value
+    return None
+
+
 def declared_length(headers: RawHeaders) -> int | None:
     """The body length a response's headers declare, if they declare one."""
     for name, value in headers:

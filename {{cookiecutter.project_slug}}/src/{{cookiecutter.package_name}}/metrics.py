@@ -7,13 +7,19 @@
   labelled with the status or, for a call that failed, what failed (`error_type`).
 - `http_client_open_connections` (`active` or `idle`) and
   `http_client_connection_pending_requests`: the upstream pool, read at each scrape.
+- `http_client_request_retries_total` (by what the failed attempt met, as `error_type`) and
+  `http_client_request_retries_denied_total` (by `reason`: budget, deadline, circuit,
+  retry_after); `http_client_circuit_state` (1 for the state it is in),
+  `http_client_circuit_transitions_total` (by the state entered) and
+  `http_client_circuit_refused_total`; `http_server_request_body_cut_off_total` (by `reason`:
+  pause, deadline). Read at each scrape from what `resilience.py` and `breaker.py` count.
 
 Each app has a registry of its own. The numbers are those of one process: where metrics are
 scraped, run one worker per container and scale with replicas (see docs/deploy.md).
 """
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple, Protocol
 
 from fastapi import FastAPI
@@ -24,13 +30,15 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from {{ cookiecutter.package_name }}.breaker import Breaker, State
 from {{ cookiecutter.package_name }}.pool import Pool, UpstreamRequest, UpstreamResponse
+from {{ cookiecutter.package_name }}.resilience import Tally
 
 METRICS_PATH = "/metrics"
 # OpenTelemetry's advice for HTTP durations, in seconds.
@@ -103,8 +111,9 @@ class Metrics:
         self.pools: list[ObservedPool] = []
         self.registry.register(_PoolCollector(self.pools))
 
-    def install(self, app: FastAPI) -> None:
-        """Serve the numbers at `/metrics`."""
+    def install(self, app: FastAPI, breaker: Breaker, tally: Tally) -> None:
+        """Serve the numbers at `/metrics`, with what the retry policy and the breaker did."""
+        self.registry.register(_ResilienceCollector(breaker, tally))
         app.add_route(METRICS_PATH, self.scrape, include_in_schema=False)
 
     def observe_request(self, scope: Scope, route: str, status: int, seconds: float) -> None:
@@ -143,6 +152,61 @@ class _PoolCollector(Collector):
             "Upstream requests waiting for a pooled connection to become free.",
             value=sum(status.waiting for status in statuses),
         )
+
+
+class _ResilienceCollector(Collector):
+    """Reads the counts kept by the retry policy and the breaker, when scraped."""
+
+    def __init__(self, breaker: Breaker, tally: Tally) -> None:
+        self.breaker = breaker
+        self.tally = tally
+
+    def collect(self) -> Iterable[Metric]:
+        breaker, tally = self.breaker, self.tally
+        yield _counter(
+            "http_client_request_retries",
+            "Upstream calls sent again, by what the attempt before met.",
+            "error_type",
+            tally.retries,
+        )
+        yield _counter(
+            "http_client_request_retries_denied",
+            "Upstream calls that could have been sent again but were not, by why.",
+            "reason",
+            tally.denied,
+        )
+        state = GaugeMetricFamily(
+            "http_client_circuit_state",
+            "The upstream circuit breaker's state: 1 for the one it is in.",
+            labels=["state"],
+        )
+        for name in State:
+            state.add_metric([name.value], 1 if breaker.state is name else 0)
+        yield state
+        yield _counter(
+            "http_client_circuit_transitions",
+            "Times the upstream circuit breaker entered each state.",
+            "state",
+            {name.value: breaker.transitions[name] for name in State},
+        )
+        yield CounterMetricFamily(
+            "http_client_circuit_refused",
+            "Upstream calls refused, without trying, while the circuit breaker was open.",
+            value=breaker.refused,
+        )
+        yield _counter(
+            "http_server_request_body_cut_off",
+            "Callers' request bodies cut off with 408, by why: a pause, or the whole too long.",
+            "reason",
+            {"pause": tally.cut_off["pause"], "deadline": tally.cut_off["deadline"]},
+        )
+
+
+def _counter(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
 
 
 class MeasuredPool:

@@ -18,11 +18,12 @@ from {{ cookiecutter.package_name }}.relay import RELAY_METHODS
 RELAY_ERRORS = {
     "400": "The request cannot be relayed: a path outside the base path, or an upgrade.",
     "401": "An API key is required (when `SERVICE_API_KEYS` is set).",
-    "408": "The request body stopped arriving.",
+    "408": "The request body stopped arriving, or took too long in all.",
     "413": "The request body is larger than the relay may hold in memory.",
     "431": "The request headers are too large.",
     "502": "The upstream failed or answered something that cannot be relayed.",
-    "503": "No upstream connection is free; retry after `Retry-After` seconds.",
+    "503": "No upstream connection is free, or the upstream is failing (the circuit breaker "
+    "is open); retry after `Retry-After` seconds.",
     "504": "The upstream did not answer in time.",
 }
 # Any bytes, as OpenAPI says it, and the JSON errors the relay answers itself.

@@ -50,6 +50,8 @@ class UpstreamRequest:
     headers: RawHeaders  # `Host` and the body's framing included
     body: bytes | AsyncIterable[bytes] | None
     timeouts: Timeouts
+    # The event loop's time by which the response's headers must have come, if there is one.
+    deadline: float | None = None
 
 
 @dataclass(slots=True)

@@ -14,9 +14,11 @@ change that call:
 2. `upstream_target` (`urls.py`): the caller's raw path and query, kept under the base path (400).
 3. `upstream_request_headers` (`headers.py`): which of the caller's headers go, and the relay's
    own (`X-Request-ID`, `X-Forwarded-*`, the upstream credential).
-4. `request_body`: streamed as it arrives, or held (read whole) up to a limit (413), each piece
-   within `CLIENT_BODY_TIMEOUT` (408); `framed` then says its length as httpx would.
-5. `upstream.pool.send`: the shared pool (502, 503, 504: `errors.py`).
+4. `request_body`: read whole before a connection is taken, up to a limit (413 when held, else
+   streamed past it), each piece within `CLIENT_BODY_TIMEOUT` and all of it within
+   `CLIENT_BODY_DEADLINE` (408); `framed` then says its length as httpx would.
+5. `upstream.pool.send`: the shared pool, with retries and the circuit breaker (`resilience.py`;
+   502, 503, 504: `errors.py`).
 6. `checked_headers`, with `relayed_response_headers` (`headers.py`): what may go back (502),
    and `held_body` when the response is held (502 past the limit).
 
@@ -49,6 +51,7 @@ from {{ cookiecutter.package_name }}.headers import (
     upstream_request_headers,
 )
 from {{ cookiecutter.package_name }}.pool import UpstreamRequest, UpstreamResponse
+from {{ cookiecutter.package_name }}.resilience import Tally
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.upstream import Upstream
 from {{ cookiecutter.package_name }}.urls import upstream_target
@@ -101,7 +104,7 @@ async def open_exchange(
         raise InvalidTarget("the relay prefix must be spelled out, not percent-encoded")
     target = upstream_target(upstream.base_path, raw_path[len(prefix) :], scope["query_string"])
     outgoing = upstream_request_headers(scope, request.request_id, settings)
-    body = await request_body(headers, request.receive, settings.client_body_timeout, hold)
+    body = await request_body(headers, request.receive, settings, hold, upstream.tally)
     declared = first_value(headers, b"content-length")
     outgoing = framed(outgoing, upstream.host, method, body, declared)
     timeouts = upstream.timeouts if hold is None else upstream.held_timeouts
@@ -110,14 +113,18 @@ async def open_exchange(
     if hold is None:
         response = await upstream.pool.send(upstream_request)
         return Exchange(response, await checked_headers(response, locations), None)
+    # httpx's timeouts bound each step of an exchange, never the whole of it: the pool holds
+    # the response's headers to this deadline, and its body is read within it too.
+    deadline = asyncio.get_running_loop().time() + settings.upstream_timeout
+    upstream_request.deadline = deadline
+    response = await upstream.pool.send(upstream_request)
+    relayed = await checked_headers(response, locations)
     try:
-        # httpx's timeouts bound each step of an exchange, never the whole of it.
-        async with asyncio.timeout(settings.upstream_timeout):
-            response = await upstream.pool.send(upstream_request)
-            relayed = await checked_headers(response, locations)
-            return Exchange(response, relayed, await held_body(response, relayed, hold))
+        async with asyncio.timeout_at(deadline):
+            content = await held_body(response, relayed, hold)
     except TimeoutError as exc:
         raise httpx.TimeoutException("the whole exchange took too long") from exc
+    return Exchange(response, relayed, content)
 
 
 def refuse_upgrade(headers: RawHeaders) -> None:
@@ -133,42 +140,82 @@ def refuse_upgrade(headers: RawHeaders) -> None:
 
 
 async def request_body(
-    headers: RawHeaders, receive: Receive, seconds: float, limit: int | None
+    headers: RawHeaders, receive: Receive, settings: Settings, hold: int | None, tally: Tally
 ) -> Body:
-    """The caller's body: None if it sent none, else streamed, or whole when `limit` is set."""
+    """The caller's body: None if it sent none; whole when `hold` is set (413 past it); else
+    whole if it fits in `CLIENT_BODY_BUFFER_BYTES`, so that no upstream connection waits on a
+    slow caller and the call may be retried, and streamed if it does not."""
     length = first_value(headers, b"content-length")
     if (length is None or length == b"0") and first_value(headers, b"transfer-encoding") is None:
         return None  # a GET without a body must not go upstream chunked
-    pieces = caller_pieces(receive, seconds)
-    if limit is None:
-        return pieces
+    pieces = caller_pieces(
+        receive, settings.client_body_timeout, settings.client_body_deadline, tally
+    )
     declared = int(length) if length is not None and length.isdigit() else None
-    body = await read_within(pieces, limit, declared)
+    if hold is None:
+{%- if cookiecutter.response_mode != "buffered" %}
+        ahead = settings.client_body_buffer_bytes
+        if declared is None or declared <= ahead:
+            return await read_ahead(pieces, ahead)
+{%- endif %}
+        return pieces
+    body = await read_within(pieces, hold, declared)
     if body is None:
-        raise BodyTooLarge(f"the request body is larger than the limit of {limit} bytes")
+        raise BodyTooLarge(f"the request body is larger than the limit of {hold} bytes")
     return body
 
 
-async def caller_pieces(receive: Receive, seconds: float) -> AsyncIterator[bytes]:
-    """The caller's body as it arrives, each piece within `seconds` of the last.
+async def caller_pieces(
+    receive: Receive, pause: float, total: float, tally: Tally
+) -> AsyncIterator[bytes]:
+    """The caller's body as it arrives, each piece within `pause` seconds of the last, and all of
+    it within `total`.
 
-    Without this, a caller that trickles its body holds a pooled upstream connection for as
-    long as it likes (nginx's `client_body_timeout` does the same job).
+    Without this, a caller that trickles its body holds a pooled upstream connection, or a
+    server slot, for as long as it likes (nginx's `client_body_timeout` does the same job).
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + total
     while True:
+        give_up = min(loop.time() + pause, deadline)
         try:
-            async with asyncio.timeout(seconds):
+            async with asyncio.timeout_at(give_up):
                 message = await receive()
         except TimeoutError:
-            raise CallerTooSlow(
-                f"the request body stopped arriving for {seconds:g} seconds"
-            ) from None
+            reason = "deadline" if give_up >= deadline else "pause"
+            tally.cut_off[reason] += 1
+            if reason == "deadline":
+                detail = f"the request body took longer than {total:g} seconds"
+            else:
+                detail = f"the request body stopped arriving for {pause:g} seconds"
+            raise CallerTooSlow(detail) from None
         if message["type"] == "http.disconnect":
             raise ClientDisconnect
         if piece := message.get("body", b""):
             yield piece
         if not message.get("more_body", False):
             return
+{%- if cookiecutter.response_mode != "buffered" %}
+
+
+async def read_ahead(pieces: AsyncIterator[bytes], limit: int) -> Body:
+    """The whole body if it ends within `limit` bytes; else what was read, then the rest."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in pieces:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return _joined(chunks, pieces)
+    return b"".join(chunks)
+
+
+async def _joined(first: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in first:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+{%- endif %}
 
 
 async def read_within(

@@ -56,7 +56,21 @@ def _check_addresses(value: str) -> str:
     return value.strip()
 
 
+def status_codes(value: str) -> frozenset[int]:
+    """The HTTP statuses in a comma-separated list: "502, 503" is {502, 503}."""
+    return frozenset(int(part) for part in value.split(",") if part.strip())
+
+
+def _check_statuses(value: str) -> str:
+    """Comma-separated error statuses, 400 to 599; empty for none."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not all(part.isdigit() and 400 <= int(part) <= 599 for part in parts):
+        raise ValueError("must be HTTP statuses from 400 to 599, comma-separated")
+    return ",".join(parts)
+
+
 Secret = Annotated[SecretStr | None, AfterValidator(_check_secret)]
+Statuses = Annotated[str, AfterValidator(_check_statuses)]
 _SECRETS = frozenset({"upstream_api_key", "service_api_keys"})
 
 
@@ -75,8 +89,32 @@ class Settings(BaseSettings):
     # Seconds a request waits for a free pooled connection before the caller gets 503.
     upstream_pool_timeout: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=100, ge=1)
-    # Seconds a caller's body may pause between two pieces before the caller gets 408.
+    # Seconds a caller's body may pause between two pieces, and may take in all, before the
+    # caller gets 408.
     client_body_timeout: float = Field(default=60.0, gt=0)
+    client_body_deadline: float = Field(default=300.0, gt=0)
+{%- if cookiecutter.response_mode != "buffered" %}
+    # Bytes of a streamed request's body read before an upstream connection is taken (nginx's
+    # `proxy_request_buffering`): a body up to this size is sent whole, and can be retried.
+    client_body_buffer_bytes: int = Field(default=1024 * 1024, ge=0)
+{%- endif %}
+    # Retries of a failed upstream call, where it is safe (docs/relay.md); 0 for none.
+    upstream_retries: int = Field(default=2, ge=0)
+    # Upstream statuses retried too (from 429, 502, 503, 504), comma-separated; none by default.
+    upstream_retry_statuses: Statuses = ""
+    # Seconds of jittered backoff before the first retry, doubling for each next one.
+    upstream_retry_backoff: float = Field(default=0.025, ge=0)
+    # The longest `Retry-After` the service waits out itself; longer ones go back to the caller.
+    upstream_retry_after_max: float = Field(default=2.0, ge=0)
+    # Retries, as a share of calls: a failing upstream sees at most this much extra load.
+    upstream_retry_budget: float = Field(default=0.2, ge=0)
+    # Failed upstream calls in a row that open the circuit breaker (0: never), the seconds it
+    # stays open, and the trial calls that must succeed to close it again.
+    upstream_breaker_failures: int = Field(default=5, ge=0)
+    upstream_breaker_cooloff: float = Field(default=10.0, gt=0)
+    upstream_breaker_trials: int = Field(default=3, ge=1)
+    # Upstream statuses that count as failures for the breaker, comma-separated.
+    upstream_breaker_statuses: Statuses = "502,503,504"
 {%- if cookiecutter.http_transport == "native" %}
     upstream_max_keepalive_connections: int = Field(default=20, ge=0)
 {%- endif %}

@@ -184,6 +184,9 @@ class ConnectionPool:
                 max_field_size=self._max_header_bytes,
                 max_headers=self._max_header_bytes // 8,
             )
+            # aiohttp sends an idempotent request again, once, whenever its connection drops:
+            # `resilience.py` decides on retries, within a budget. Not public API.
+            self._session._retry_connection = False
         return self._session
 
     async def _acquire_slot(self, pool_timeout: float | None) -> None:

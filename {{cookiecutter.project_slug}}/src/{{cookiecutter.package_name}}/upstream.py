@@ -15,7 +15,9 @@ from typing import Annotated, TypedDict
 {{ cookiecutter.__httpx_import }}
 from fastapi import Depends, FastAPI, Request
 
+from {{ cookiecutter.package_name }}.breaker import Breaker
 from {{ cookiecutter.package_name }}.pool import ClientTransport, Origin, Pool
+from {{ cookiecutter.package_name }}.resilience import ResilientPool, Tally
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.transport import ConnectionPool
 
@@ -59,7 +61,15 @@ class Upstream:
 {%- else %}
         connections = ConnectionPool(limits, settings.max_header_bytes)
 {%- endif %}
-        self.pool = instrument(connections) if instrument else connections
+        # Retries and the breaker outside the instruments: each attempt is measured and traced.
+        self.breaker = Breaker(
+            settings.upstream_breaker_failures,
+            settings.upstream_breaker_cooloff,
+            settings.upstream_breaker_trials,
+        )
+        self.tally = Tally()
+        pool = instrument(connections) if instrument else connections
+        self.pool: Pool = ResilientPool(pool, settings, self.breaker, self.tally)
         self.client = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout,
