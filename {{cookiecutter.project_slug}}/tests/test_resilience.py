@@ -141,6 +141,7 @@ def test_retries_to_a_failing_upstream_stay_within_the_budget(raw_upstream: RawU
     assert 64 + 10 <= attempts <= 64 * 1.2 + 10
 
 
+@pytest.mark.slow
 def test_the_breaker_opens_refuses_at_once_and_closes_after_recovery(
     raw_upstream: RawUpstream,
 ) -> None:
@@ -227,6 +228,7 @@ def trickle(url: str, target: str, length: int, started: threading.Barrier | Non
         return sock.recv(65536)
 
 
+@pytest.mark.slow
 def test_slow_uploaders_cannot_take_the_pool(raw_upstream: RawUpstream, prefix: str) -> None:
     """Eight callers trickle their bodies through a pool of two: a plain GET is still served,
     and each body, once whole, goes upstream whole."""
@@ -245,6 +247,7 @@ def test_slow_uploaders_cannot_take_the_pool(raw_upstream: RawUpstream, prefix: 
     assert [request.body for request in raw_upstream.received(name)] == [b"x" * 20] * 8
 
 
+@pytest.mark.slow
 def test_a_body_that_takes_too_long_in_all_is_cut_off_with_408(
     raw_upstream: RawUpstream, prefix: str
 ) -> None:

@@ -200,14 +200,8 @@ async def caller_pieces(
 
 async def read_ahead(pieces: AsyncIterator[bytes], limit: int) -> Body:
     """The whole body if it ends within `limit` bytes; else what was read, then the rest."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in pieces:
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return _joined(chunks, pieces)
-    return b"".join(chunks)
+    chunks, whole = await read_up_to(pieces, limit)
+    return b"".join(chunks) if whole else _joined(chunks, pieces)
 
 
 async def _joined(first: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -224,14 +218,21 @@ async def read_within(
     """The whole body, or None as soon as it, or the length it declares, passes `limit` bytes."""
     if declared is not None and declared > limit:
         return None
+    chunks, whole = await read_up_to(pieces, limit)
+    return b"".join(chunks) if whole else None
+
+
+async def read_up_to(pieces: AsyncIterable[bytes], limit: int) -> tuple[list[bytes], bool]:
+    """The chunks read until the body ended (True) or passed `limit` bytes (False); the rest,
+    if any, is left unread."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in pieces:
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
-            return None
-    return b"".join(chunks)
+            return chunks, False
+    return chunks, True
 
 
 def framed(
