@@ -9,7 +9,7 @@ import pytest
 import uvicorn
 
 from {{ cookiecutter.package_name }}.app import create_app
-from {{ cookiecutter.package_name }}.settings import Settings, load_settings
+from {{ cookiecutter.package_name }}.settings import Settings, load_settings, status_codes
 
 from tests.servers import SERVICE_COMMAND, relay_settings
 
@@ -39,6 +39,13 @@ async def test_lifespan_opens_one_shared_client_and_closes_it(upstream: str) -> 
     assert client.is_closed
 
 
+def test_status_lists_are_read_with_spaces_and_kept_tidy() -> None:
+    settings = Settings(upstream_retry_statuses=" 502, 503 ,", upstream_breaker_statuses="")
+    assert settings.upstream_retry_statuses == "502,503"
+    assert status_codes(settings.upstream_retry_statuses) == {502, 503}
+    assert status_codes(settings.upstream_breaker_statuses) == frozenset()
+
+
 def test_base_url_gets_a_trailing_slash() -> None:
     settings = Settings(upstream_base_url="https://api.example.com/v1")
     assert settings.upstream_base_url == "https://api.example.com/v1/"
@@ -52,6 +59,8 @@ def test_base_url_gets_a_trailing_slash() -> None:
         ("UPSTREAM_BASE_URL", "ftp://files.example.com"),
         ("UPSTREAM_BASE_URL", "https://user@evil.example.com"),
         ("LOG_FORMAT", "xml"),
+        ("UPSTREAM_RETRY_STATUSES", "503,200"),
+        ("UPSTREAM_BREAKER_STATUSES", "5xx"),
     ],
 )
 def test_invalid_setting_is_named_in_one_line(
