@@ -98,6 +98,15 @@ def every_combination() -> list[object]:
     ]
 
 
+def every_environment() -> list[object]:
+    """One combination for each set of installed packages: the one with both relays."""
+    return [
+        param
+        for param, answers in zip(every_combination(), COMBINATIONS, strict=True)
+        if answers["response_mode"] == "both"
+    ]
+
+
 def interpreter(version: str) -> str:
     """A local CPython for `version`: on PATH, under pyenv, or else the version for uv to fetch."""
     candidates = [shutil.which(f"python{version}")]
