@@ -5,11 +5,9 @@ connection if the relay judged it clean. After each misbehaviour, the next calle
 their own responses, never bytes that belong to another exchange.
 """
 
-import socket
-
 import pytest
 
-from tests.wire import RawUpstream, assert_json_error, key, send
+from tests.wire import RawUpstream, assert_json_error, key, send, stalled_body
 
 ELSEWHERE = b"HTTP/1.1 200 OK\r\nContent-Length: 23\r\n\r\nsomeone else's response"
 
@@ -143,11 +141,7 @@ def test_clean_exchanges_reuse_the_pooled_connection(
 def test_a_caller_that_stalls_its_body_gets_408_and_frees_its_connection(
     wire_relay: str, raw_upstream: RawUpstream, prefix: str
 ) -> None:
-    host, port = wire_relay.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as stalled:
-        head = f"POST {prefix}/{key()} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10\r\n\r\n"
-        stalled.sendall(head.encode() + b"12")
-        response = stalled.recv(65536)
+    response = stalled_body(wire_relay, f"{prefix}/{key()}")
     assert response.startswith(b"HTTP/1.1 408 "), response
     assert b"connection: close" in response
     # The relay's one pooled connection is free again for the next caller.

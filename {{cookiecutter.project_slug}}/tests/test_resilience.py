@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }}.upstream import Upstream
 
 from tests.conftest import RELAY_PREFIXES
 from tests.servers import relay_settings, serve_relay
-from tests.wire import OK, RawUpstream, assert_json_error, key, send
+from tests.wire import OK, RawUpstream, assert_json_error, key, send{{ ", stalled_body" if cookiecutter.response_mode != "buffered" }}
 
 HANG_UP = b""  # in `Script.first`: read the request, then close without answering
 # The retry budget and the breaker are the pool's: one relay endpoint is enough to test them.
@@ -92,11 +92,7 @@ def test_a_caller_that_stalls_a_streamed_body_does_not_count_against_the_upstrea
         "upstream_breaker_failures": 1,
     }
     with relay_to(raw_upstream, **settings) as relay:
-        host, port = relay.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as stalled:
-            head = f"POST /stream/{key()} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10\r\n\r\n"
-            stalled.sendall(head.encode() + b"12")
-            assert stalled.recv(65536).startswith(b"HTTP/1.1 408 ")
+        assert stalled_body(relay, f"/stream/{key()}").startswith(b"HTTP/1.1 408 ")
         assert send(relay, f"/stream/{key()}").status == 200
 {%- endif %}
 

@@ -269,6 +269,15 @@ def send(
     return exchange(url, b"\r\n".join(lines) + b"\r\n\r\n" + body)
 
 
+def stalled_body(url: str, target: str) -> bytes:
+    """A POST that declares a 10-byte body, sends 2 bytes of it and stops; what comes back."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as stalled:
+        head = f"POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10\r\n\r\n"
+        stalled.sendall(head.encode() + b"12")
+        return stalled.recv(65536)
+
+
 def key() -> str:
     """A fresh name for one test's requests, so they can be told apart at the upstream."""
     return uuid.uuid4().hex[:12]

@@ -71,10 +71,8 @@ def value_in_any_case(headers: RawHeaders, name: bytes) -> bytes | None:
 
 def declared_length(headers: RawHeaders) -> int | None:
     """The body length a response's headers declare, if they declare one."""
-    for name, value in headers:
-        if name.lower() == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+    value = value_in_any_case(headers, b"content-length")
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def _end_to_end(
