@@ -98,6 +98,33 @@ def every_combination() -> list[object]:
     ]
 
 
+def suite(answers: Answers) -> list[str]:
+    """The pytest options a combination's own suite runs with in `test_projects.py`.
+
+    Every combination passes its static checks (pre-commit: ruff, mypy --strict and the rest),
+    and its tests are all collected, which imports every module. Then, to keep the run within
+    two cores' quarter of an hour, the tests run where they can find what the others would:
+    - each client package and transport on the newest Python, and each Python with the default
+      packages, the renders that cover them: the whole suite where both relays are generated,
+      the quick part (`-m "not slow"`) where one is;
+    - the other renders with both relays: the quick part;
+    - the other renders with one relay: collected only. Their code is the same files as the
+      render with both relays of their environment, minus the other relay's, whose suite runs
+      in full or in part; and the lines a relay mode changes are the same as in the covering
+      renders, whose suites run.
+    """
+    newest = CHOICES["python_version"][0]
+    covering = answers["python_version"] == newest or all(
+        answers[key] == DEFAULTS[key] for key in INSTALLED if key != "python_version"
+    )
+    both = answers["response_mode"] == "both"
+    if covering and both:
+        return []
+    if covering or both:
+        return ["-m", "not slow"]
+    return ["--collect-only"]
+
+
 def every_environment() -> list[object]:
     """One combination for each set of installed packages: the one with both relays."""
     return [

@@ -179,7 +179,7 @@ def test_the_service_exports_over_otlp_and_logs_the_trace_id(
             f"{service.url}{prefix}/echo/orders", headers={"traceparent": TRACEPARENT}
         )
         assert response.status_code == 200
-        assert collector.arrived.wait(30), "no spans were exported"
+        assert collector.arrived.wait(30), f"no spans were exported:\n{service.log()}"
         (line,) = service.log_lines_with(f"GET {prefix}/echo/orders", seconds=30, since=mark)
     access = json.loads(line)
     assert access["trace_id"] == TRACE_ID
