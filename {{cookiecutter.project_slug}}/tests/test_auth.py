@@ -46,7 +46,8 @@ def test_a_caller_without_a_valid_key_gets_401(
 
 
 def test_probes_and_api_docs_need_no_key(guarded: str) -> None:
-    for path in ["/healthz", "/readyz", "/openapi.json", "/docs"]:
+    pages = ["/openapi.json", "/docs", "/redoc", "/docs-assets/swagger-init.js"]
+    for path in ["/healthz", "/readyz", *pages]:
         assert httpx.get(guarded + path).status_code == 200, path
 
 

@@ -7,6 +7,7 @@ your routers to `api` below.
 
 from fastapi import FastAPI
 
+from {{ cookiecutter.package_name }}.apidocs import install_docs
 from {{ cookiecutter.package_name }}.errors import install_error_handlers
 {%- if cookiecutter.metrics %}
 from {{ cookiecutter.package_name }}.metrics import Metrics
@@ -59,7 +60,13 @@ def create_app(settings: Settings | None = None) -> Service:
     upstream = Upstream(settings)
 {%- endif %}
     lifespan = lifespan_for(upstream, settings)
-    api = FastAPI(title={{ cookiecutter.project_name | tojson }}, lifespan=lifespan)
+    api = FastAPI(
+        title={{ cookiecutter.project_name | tojson }},
+        lifespan=lifespan,
+        # apidocs.py serves the pages, with no CDN.
+        docs_url=None,
+        redoc_url=None,
+    )
     install_error_handlers(api)
     for router in [health.router, items.router]:
         api.include_router(router)
@@ -67,5 +74,6 @@ def create_app(settings: Settings | None = None) -> Service:
     metrics.install(api, upstream.breaker, upstream.tally)
 {%- endif %}
     install_openapi(api, RELAYS)
+    install_docs(api)
 {%- set observers = (", metrics" if cookiecutter.metrics else "") + (", tracing" if cookiecutter.tracing else "") %}
     return Service(api, upstream, settings{{ observers }})

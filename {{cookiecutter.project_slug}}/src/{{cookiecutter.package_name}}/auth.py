@@ -10,20 +10,18 @@ import hmac
 
 {% if cookiecutter.metrics -%}
 # Paths anyone may reach: the orchestrator's probes, the metrics, and the API's description.
-OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"})
 {%- else -%}
 # Paths anyone may reach: the orchestrator's probes, and the API's description.
-OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/redoc", "/openapi.json"})
 {%- endif %}
+# The scripts and styles of the API's pages (`apidocs.py`).
+OPEN_PREFIX = "/docs-assets/"
 
 
 def needs_key(path: str) -> bool:
     """Whether a request for `path` must present a key (when keys are set at all)."""
-    return path not in OPEN_PATHS
+    return path not in OPEN_PATHS and not path.startswith(OPEN_PREFIX)
 
 
 def admits(headers: list[tuple[bytes, bytes]], keys: list[bytes]) -> bool:
