@@ -21,6 +21,11 @@ OWNED_FILES: dict[str, tuple[str, set[object]]] = {
     "tests/test_http2.py": ("http_transport", {"native"}),
     "src/{package_name}/metrics.py": ("metrics", {True}),
     "tests/test_metrics.py": ("metrics", {True}),
+    "tests/test_alerts.py": ("metrics", {True}),
+    "deploy/prometheus/alerts.yml": ("metrics", {True}),
+    "deploy/prometheus/alerts.test.yml": ("metrics", {True}),
+    "deploy/kubernetes/prometheus-operator/kustomization.yaml": ("metrics", {True}),
+    "deploy/kubernetes/prometheus-operator/prometheusrule.yaml": ("metrics", {True}),
     "src/{package_name}/tracing.py": ("tracing", {True}),
     "tests/test_tracing.py": ("tracing", {True}),
 }
@@ -41,8 +46,18 @@ def unchosen_files(answers: dict[str, object]) -> list[str]:
 
 
 def remove(project: Path, paths: list[str]) -> None:
+    """Delete these files, and each folder they leave empty."""
     for path in paths:
         (project / path).unlink()
+    for path in paths:
+        for folder in (project / path).parents:
+            if folder == project:
+                break
+            if not folder.exists():
+                continue  # emptied and removed for an earlier file
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
 
 
 def rename_chosen(project: Path, answers: dict[str, str]) -> None:

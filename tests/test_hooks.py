@@ -118,6 +118,11 @@ def test_bad_answer_is_named_with_its_value(field: str, value: object) -> None:
                 "tests/test_http2.py",
                 "src/upstream_relay/metrics.py",
                 "tests/test_metrics.py",
+                "tests/test_alerts.py",
+                "deploy/prometheus/alerts.yml",
+                "deploy/prometheus/alerts.test.yml",
+                "deploy/kubernetes/prometheus-operator/kustomization.yaml",
+                "deploy/kubernetes/prometheus-operator/prometheusrule.yaml",
                 "src/upstream_relay/tracing.py",
                 "tests/test_tracing.py",
             },
@@ -157,6 +162,16 @@ def test_the_chosen_transport_takes_the_common_name(tmp_path: Path, transport: s
     post_gen.rename_chosen(tmp_path, answers)
     assert [path.name for path in package.iterdir()] == ["transport.py"]
     assert (package / "transport.py").read_text() == f"transport_{transport}.py"
+
+
+def test_removing_a_folders_last_file_removes_the_folder(tmp_path: Path) -> None:
+    rules = tmp_path / "deploy" / "prometheus"
+    rules.mkdir(parents=True)
+    (rules / "alerts.yml").write_text("")
+    (rules / "alerts.test.yml").write_text("")
+    (tmp_path / "deploy" / "kept.yaml").write_text("")
+    post_gen.remove(tmp_path, ["deploy/prometheus/alerts.yml", "deploy/prometheus/alerts.test.yml"])
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["deploy", "kept.yaml"]
 
 
 HOSTILE = [

@@ -34,6 +34,7 @@ COMMON = {
     "uv.lock",
     "src/upstream_relay/__init__.py",
     "src/upstream_relay/__main__.py",
+    "src/upstream_relay/apidocs.py",
     "src/upstream_relay/app.py",
     "src/upstream_relay/auth.py",
     "src/upstream_relay/breaker.py",
@@ -52,6 +53,7 @@ COMMON = {
     "src/upstream_relay/server.py",
     "src/upstream_relay/service.py",
     "src/upstream_relay/settings.py",
+    "src/upstream_relay/static/swagger-init.js",
     "src/upstream_relay/transport.py",
     "src/upstream_relay/upstream.py",
     "src/upstream_relay/urls.py",
@@ -84,7 +86,15 @@ BY_CHOICE: dict[tuple[str, str | bool], set[str]] = {
     ("response_mode", "stream"): {"src/upstream_relay/routes/stream.py", "tests/test_stream.py"},
     ("response_mode", "buffered"): {"src/upstream_relay/routes/buffered.py", "tests/test_buffered.py"},
     ("http_transport", "native"): {"tests/test_http2.py"},
-    ("metrics", True): {"src/upstream_relay/metrics.py", "tests/test_metrics.py"},
+    ("metrics", True): {
+        "src/upstream_relay/metrics.py",
+        "tests/test_metrics.py",
+        "tests/test_alerts.py",
+        "deploy/prometheus/alerts.yml",
+        "deploy/prometheus/alerts.test.yml",
+        "deploy/kubernetes/prometheus-operator/kustomization.yaml",
+        "deploy/kubernetes/prometheus-operator/prometheusrule.yaml",
+    },
     ("tracing", True): {"src/upstream_relay/tracing.py", "tests/test_tracing.py"},
 }
 # Words that must not appear in a project that did not choose the variant they belong to.
@@ -134,7 +144,8 @@ def test_files_are_exactly_those_of_the_choices(bake: Bake, answers: Answers) ->
 def test_no_template_syntax_or_unchosen_variant_is_left(bake: Bake, answers: Answers) -> None:
     project = bake(**answers)
     for relative in project.files() - {"uv.lock"}:
-        text = project.read(relative)
+        # Prometheus's own templates in the alert rules (`{{ $value }}`) are meant to be there.
+        text = re.sub(r"\{\{ \$[^}]*\}\}", "", project.read(relative))
         assert not re.search(r"\{\{|\}\}|\{%|%\}|cookiecutter\.", text), relative
         for (prompt, value), pattern in MENTIONS.items():
             if not chosen(answers, prompt, value):

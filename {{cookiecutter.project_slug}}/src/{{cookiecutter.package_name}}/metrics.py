@@ -38,7 +38,7 @@ from starlette.types import Scope
 
 from {{ cookiecutter.package_name }}.breaker import Breaker, State
 from {{ cookiecutter.package_name }}.pool import Pool, UpstreamRequest, UpstreamResponse
-from {{ cookiecutter.package_name }}.resilience import Tally
+from {{ cookiecutter.package_name }}.resilience import DENIED_REASONS, Tally
 
 METRICS_PATH = "/metrics"
 # OpenTelemetry's advice for HTTP durations, in seconds.
@@ -173,7 +173,7 @@ class _ResilienceCollector(Collector):
             "http_client_request_retries_denied",
             "Upstream calls that could have been sent again but were not, by why.",
             "reason",
-            tally.denied,
+            {reason: tally.denied[reason] for reason in DENIED_REASONS},
         )
         state = GaugeMetricFamily(
             "http_client_circuit_state",

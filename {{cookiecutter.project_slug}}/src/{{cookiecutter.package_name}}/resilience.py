@@ -73,6 +73,10 @@ class RetryPolicy:
         )
 
 
+# Why a retry the policy allowed was not made: each one counted, from zero, in the metrics.
+DENIED_REASONS = ("budget", "circuit", "deadline", "retry_after")
+
+
 @dataclass(slots=True)
 class Tally:
     """What the policy did, counted."""
