@@ -5,7 +5,7 @@ as it is. Otherwise, as root on Debian, the tests install Debian's `docker.io` a
 `dockerd` on a socket of their own, with host networking only (no bridge, no iptables); its data
 is kept in STATE between runs, so what it built once is there the next time. Where a base image
 cannot be pulled (no registry reachable), a stand-in is built: the Python image from Debian's
-own packages (`debootstrap`, Debian trixie has Python 3.13), given this machine's CA bundle so
+own packages (`debootstrap`: `DEBIAN_PYTHON`), given this machine's CA bundle so
 that uv can reach the package index through any TLS inspection; the uv image as the `uv` binary
 from uv's wheel on PyPI. The Dockerfile the user gets is built as it is.
 """
@@ -26,8 +26,9 @@ from typing import NoReturn
 import pytest
 
 STATE = Path(tempfile.gettempdir()) / "template-docker"
-# Debian releases that give a stand-in for a `python:<version>-slim-*` image.
-DEBIAN_PYTHON = {"3.13": "trixie"}
+# The Debian release whose python3 stands in for a `python:<version>-slim-*` image: trixie has
+# 3.13, and bookworm's 3.11 stands in for 3.11 on trixie. No Debian release has 3.12.
+DEBIAN_PYTHON = {"3.13": "trixie", "3.11": "bookworm"}
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 

@@ -1,9 +1,10 @@
 """The generated image, built and run by a real Docker Engine, as a user would run it.
 
-The default project's Dockerfile, unchanged, builds (on stand-in base images where no registry
-can be reached: `tests/engine.py`); the container runs read-only as the image's own non-root
-user, its HEALTHCHECK reaches `healthy`, it relays to an upstream on this machine's loopback,
-and on `docker stop` it lets the request in flight finish and exits 0 within the grace period.
+The Dockerfile of the default packages on Python 3.13 and 3.11, unchanged, builds (on stand-in
+base images where no registry can be reached: `tests/engine.py`); the container runs read-only
+as the image's own non-root user, its HEALTHCHECK reaches `healthy`, it relays to an upstream on
+this machine's loopback, and on `docker stop` it lets the request in flight finish and exits 0
+within the grace period.
 """
 
 import threading
@@ -14,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.engine import Engine, ensure_base, start_engine, stop_engine
-from tests.projects import DEFAULTS, Bake, Project, environment_key
+from tests.engine import DEBIAN_PYTHON, Engine, ensure_base, start_engine, stop_engine
+from tests.projects import COMBINATIONS, DEFAULTS, INSTALLED, Answers, Bake, Project, environment_key
 from tests.running import instructions
 
 pytestmark = pytest.mark.xdist_group("docker")
@@ -94,10 +95,24 @@ def logs(engine: Engine, container: str) -> str:
     return result.stdout + result.stderr
 
 
+def with_python(version: str) -> Answers:
+    """The combination with both relays and the default packages on this Python version."""
+    (answers,) = [
+        answers
+        for answers in COMBINATIONS
+        if answers["python_version"] == version
+        and all(answers[key] == DEFAULTS[key] for key in INSTALLED if key != "python_version")
+        and answers["response_mode"] == "both"
+    ]
+    return answers
+
+
+# The newest Python, and the other one a stand-in base image can be made for.
+@pytest.mark.parametrize("python_version", list(DEBIAN_PYTHON))
 def test_the_image_runs_read_only_as_its_user_relays_and_stops_cleanly(
-    bake: Bake, engine: Engine, upstream: Upstream
+    bake: Bake, engine: Engine, upstream: Upstream, python_version: str
 ) -> None:
-    image = build(engine, bake(**DEFAULTS))
+    image = build(engine, bake(**with_python(python_version)))
     name = f"template-test-{int(time.time())}"
     engine.docker(
         "run",
