@@ -63,8 +63,10 @@ def get(url: str) -> Any:
 
 
 @contextmanager
-def prometheus(directory: Path, target: str, rules: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A Prometheus server scraping `target` and evaluating `rules`, every second."""
+def prometheus(
+    executable: str, directory: Path, target: str, rules: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Prometheus server (`executable`) scraping `target` and evaluating `rules`, every second."""
     config = directory / "prometheus.yml"
     config.write_text(
         json.dumps(
@@ -79,7 +81,7 @@ def prometheus(directory: Path, target: str, rules: Path) -> Iterator[tuple[str,
     log = (directory / "prometheus.log").open("wb")
     server = subprocess.Popen(
         [
-            program("prometheus", "prometheus"),
+            executable,
             f"--config.file={config}",
             f"--storage.tsdb.path={directory / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -149,6 +151,7 @@ def traffic(service: str) -> Iterator[list[tuple[str, int]]]:
 def test_prometheus_scrapes_the_service_evaluates_its_rules_and_answers_the_docs_queries(
     bake: Bake, tmp_path: Path
 ) -> None:
+    executable = program("prometheus", "prometheus")
     project = bake()
     queries = recommended_queries(project)
     assert len(queries) >= 6, queries
@@ -156,7 +159,7 @@ def test_prometheus_scrapes_the_service_evaluates_its_rules_and_answers_the_docs
     with (
         upstream() as origin,
         image_command(project, tmp_path, UPSTREAM_BASE_URL=f"{origin}/") as service,
-        prometheus(tmp_path, service.url.removeprefix("http://"), rules) as (url, server),
+        prometheus(executable, tmp_path, service.url.removeprefix("http://"), rules) as (url, server),
         traffic(service.url) as wrong,
     ):
 
