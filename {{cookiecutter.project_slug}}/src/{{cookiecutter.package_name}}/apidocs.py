@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
 
+# Where the pages' scripts and styles are served; the pages name them relative to themselves.
 ASSETS = "/docs-assets"
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -37,13 +38,13 @@ SWAGGER_UI = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>{title} - Swagger UI</title>
-<link rel="icon" href="docs-assets/favicon.png">
-<link rel="stylesheet" href="docs-assets/swagger-ui.css">
+<link rel="icon" href="{assets}/favicon.png">
+<link rel="stylesheet" href="{assets}/swagger-ui.css">
 </head>
 <body>
 <div id="swagger-ui" data-openapi-url="{openapi}"></div>
-<script src="docs-assets/swagger-ui-bundle.js"></script>
-<script src="docs-assets/swagger-init.js"></script>
+<script src="{assets}/swagger-ui-bundle.js"></script>
+<script src="{assets}/swagger-init.js"></script>
 </body>
 </html>
 """
@@ -53,11 +54,11 @@ REDOC = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>{title} - ReDoc</title>
-<link rel="icon" href="docs-assets/favicon.png">
+<link rel="icon" href="{assets}/favicon.png">
 </head>
 <body>
 <redoc spec-url="{openapi}"></redoc>
-<script src="docs-assets/redoc.standalone.js"></script>
+<script src="{assets}/redoc.standalone.js"></script>
 </body>
 </html>
 """
@@ -68,7 +69,11 @@ def install_docs(app: FastAPI) -> None:
     built without: `docs_url=None, redoc_url=None`)."""
     assert app.openapi_url is not None, "the pages draw the API's description"
     # The pages are at the root, as the description is: its URL relative to them.
-    fields = {"title": escape(app.title), "openapi": escape(app.openapi_url.lstrip("/"))}
+    fields = {
+        "title": escape(app.title),
+        "openapi": escape(app.openapi_url.lstrip("/")),
+        "assets": ASSETS.lstrip("/"),
+    }
     headers = {"content-security-policy": CONTENT_SECURITY_POLICY}
     swagger_ui = SWAGGER_UI.format(**fields)
     redoc = REDOC.format(**fields)

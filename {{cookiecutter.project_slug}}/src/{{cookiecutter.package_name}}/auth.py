@@ -8,6 +8,8 @@ about how close a guess came.
 
 import hmac
 
+from {{ cookiecutter.package_name }}.apidocs import ASSETS
+
 {% if cookiecutter.metrics -%}
 # Paths anyone may reach: the orchestrator's probes, the metrics, and the API's description.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"})
@@ -15,8 +17,8 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/
 # Paths anyone may reach: the orchestrator's probes, and the API's description.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/redoc", "/openapi.json"})
 {%- endif %}
-# The scripts and styles of the API's pages (`apidocs.py`).
-OPEN_PREFIX = "/docs-assets/"
+# The scripts and styles of the API's pages.
+OPEN_PREFIX = ASSETS + "/"
 
 
 def needs_key(path: str) -> bool:
