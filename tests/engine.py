@@ -58,7 +58,7 @@ def unavailable(reason: str) -> NoReturn:
     """Skip, saying how to enable the test; under CI (`CI=true`) fail instead."""
     message = (
         f"no Docker Engine: {reason}. Start Docker, or run the tests as root on Debian, where "
-        "they install docker.io and start it themselves (as .ci/run does)"
+        "they install docker.io and start it themselves"
     )
     if os.environ.get("CI") == "true":
         pytest.fail(message)
@@ -91,21 +91,21 @@ def start_engine() -> tuple[Engine, subprocess.Popen[bytes] | None]:
     # overlay2 where the kernel allows it; vfs (a full copy per layer, slower) elsewhere.
     for driver in ["overlay2", "vfs"]:
         STATE.mkdir(exist_ok=True)
-        log = (STATE / "dockerd.log").open("ab")
-        daemon = subprocess.Popen(
-            [
-                "dockerd",
-                f"--storage-driver={driver}",
-                "--iptables=false",
-                "--bridge=none",
-                f"--data-root={STATE / driver}",
-                f"--exec-root={STATE / 'exec'}",
-                f"--pidfile={STATE / 'dockerd.pid'}",
-                f"--host={env['DOCKER_HOST']}",
-            ],
-            stdout=log,
-            stderr=log,
-        )
+        with (STATE / "dockerd.log").open("ab") as log:
+            daemon = subprocess.Popen(
+                [
+                    "dockerd",
+                    f"--storage-driver={driver}",
+                    "--iptables=false",
+                    "--bridge=none",
+                    f"--data-root={STATE / driver}",
+                    f"--exec-root={STATE / 'exec'}",
+                    f"--pidfile={STATE / 'dockerd.pid'}",
+                    f"--host={env['DOCKER_HOST']}",
+                ],
+                stdout=log,
+                stderr=log,
+            )
         deadline = time.monotonic() + 60
         while daemon.poll() is None and time.monotonic() < deadline and not answers(env):
             time.sleep(0.2)

@@ -98,6 +98,11 @@ def every_combination() -> list[object]:
     ]
 
 
+def default_packages(answers: Answers) -> bool:
+    """Whether these answers install the default packages, whatever the Python version."""
+    return all(answers[key] == DEFAULTS[key] for key in INSTALLED if key != "python_version")
+
+
 def suite(answers: Answers) -> list[str]:
     """The pytest options a combination's own suite runs with in `test_projects.py`.
 
@@ -113,10 +118,7 @@ def suite(answers: Answers) -> list[str]:
       in full or in part; and the lines a relay mode changes are the same as in the covering
       renders, whose suites run.
     """
-    newest = CHOICES["python_version"][0]
-    covering = answers["python_version"] == newest or all(
-        answers[key] == DEFAULTS[key] for key in INSTALLED if key != "python_version"
-    )
+    covering = answers["python_version"] == CHOICES["python_version"][0] or default_packages(answers)
     both = answers["response_mode"] == "both"
     if covering and both:
         return []

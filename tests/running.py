@@ -7,16 +7,21 @@ import re
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from tests.projects import UV, Project, project_env
+
+ServerType = TypeVar("ServerType", bound=socketserver.BaseServer)
 
 
 def instructions(dockerfile: str) -> list[tuple[str, str]]:
@@ -39,6 +44,17 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextmanager
+def serving(server: ServerType) -> Iterator[ServerType]:
+    """`server` answering from a thread of its own until the block ends."""
+    with server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield server
+        finally:
+            server.shutdown()
 
 
 def program(package: str, *names: str) -> str:

@@ -1,7 +1,9 @@
-"""The Dockerfile, checked without a Docker engine: what it copies exists, what it runs starts
-the service from a clean install, and its health check passes against that service.
+"""The Dockerfile, checked without a Docker engine, for every combination: what it copies
+exists, what it runs starts the service from a clean install, and its health check passes
+against that service.
 
-Real image builds run in the template's and the project's GitHub workflows.
+A real engine builds and runs the image in `test_docker.py`, and in the template's and the
+project's GitHub workflows.
 """
 
 import time

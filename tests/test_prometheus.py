@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.projects import DEFAULTS, Bake, Project, environment_key
-from tests.running import free_port, image_command, program
+from tests.running import free_port, image_command, program, serving
 
 pytestmark = pytest.mark.xdist_group(environment_key(DEFAULTS))
 
@@ -41,11 +41,8 @@ class _Upstream(BaseHTTPRequestHandler):
 
 @contextmanager
 def upstream() -> Iterator[str]:
-    with ThreadingHTTPServer(("127.0.0.1", 0), _Upstream) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}"
-        server.shutdown()
 
 
 def recommended_queries(project: Project) -> list[str]:

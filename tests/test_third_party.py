@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from tests.projects import (
     combination_id,
     environment_key,
 )
+from tests.running import free_port
 
 PREFIXES = ["/stream", "/buffered"]
 # What the relay adds to a request, by design: dropped from httpbin's echo before comparing.
@@ -92,13 +92,6 @@ CASES: list[tuple[str, str, str, list[bytes], bytes]] = [
     ("basic-auth", "GET", "/basic-auth/u/p", [b"Authorization: Basic dTpw"], b""),
 ]
 CHUNKED = b"4\r\nchun\r\n3\r\nked\r\n0\r\nX-Trailer: t\r\n\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], path: str) -> None:
