@@ -111,7 +111,7 @@ def service(upstream: str) -> Iterator[Service]:
         "UPSTREAM_POOL_TIMEOUT": "30",
         "UPSTREAM_CONNECT_TIMEOUT": "30",
         # Some tests fail on purpose: the breaker they would open is tested on relays of its own.
-        "UPSTREAM_BREAKER_FAILURES": "0",
+        "UPSTREAM_BREAKER": "false",
 {%- if cookiecutter.response_mode != "stream" %}
         "BUFFERED_MAX_BYTES": str(SERVICE_BUFFERED_MAX_BYTES),
 {%- endif %}

@@ -152,7 +152,7 @@ def relay_settings(upstream: str, **overrides: Any) -> Settings:
         "shutdown_timeout": 2.0,
         # Tests that fail on purpose share relays: a breaker opened by one would refuse the
         # next test's calls (test_resilience.py gives relays of their own a breaker).
-        "upstream_breaker_failures": 0,
+        "upstream_breaker": False,
     }
     values.update(overrides)
     return Settings(**values)

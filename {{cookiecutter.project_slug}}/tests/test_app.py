@@ -61,6 +61,9 @@ def test_base_url_gets_a_trailing_slash() -> None:
         ("LOG_FORMAT", "xml"),
         ("UPSTREAM_RETRY_STATUSES", "503,200"),
         ("UPSTREAM_BREAKER_STATUSES", "5xx"),
+        ("UPSTREAM_BREAKER_FAILURE_RATIO", "50%"),
+        ("UPSTREAM_BREAKER_FAILURE_RATIO", "2"),
+        ("UPSTREAM_BREAKER_MIN_CALLS", "0"),
     ],
 )
 def test_invalid_setting_is_named_in_one_line(

@@ -19,7 +19,7 @@ import pytest
 from {{ cookiecutter.package_name }}.upstream import Upstream
 
 from tests.conftest import RELAY_PREFIXES
-from tests.servers import relay_settings, serve_relay
+from tests.servers import collect_logs, refused_port, relay_settings, serve_relay
 from tests.wire import OK, RawUpstream, assert_json_error, key, send{{ ", stalled_body" if cookiecutter.response_mode != "buffered" }}
 
 HANG_UP = b""  # in `Script.first`: read the request, then close without answering
@@ -38,7 +38,7 @@ def relay_to(upstream: RawUpstream, **overrides: Any) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def retrying_relay(raw_upstream: RawUpstream) -> Iterator[str]:
     """A relay with the default retry policy and no breaker, which these tests would open."""
-    with relay_to(raw_upstream, upstream_breaker_failures=0) as url:
+    with relay_to(raw_upstream, upstream_breaker=False) as url:
         yield url
 
 
@@ -89,7 +89,7 @@ def test_a_caller_that_stalls_a_streamed_body_does_not_count_against_the_upstrea
     settings = {
         "client_body_buffer_bytes": 0,
         "client_body_timeout": 0.2,
-        "upstream_breaker_failures": 1,
+        "upstream_breaker_min_calls": 1,
     }
     with relay_to(raw_upstream, **settings) as relay:
         assert stalled_body(relay, f"/stream/{key()}").startswith(b"HTTP/1.1 408 ")
@@ -128,7 +128,7 @@ def test_retries_to_a_failing_upstream_stay_within_the_budget(raw_upstream: RawU
     name = key()
     target = f"{PREFIX}/{raw_upstream.script(name, HANG_UP, close=True)}"
     with (
-        relay_to(raw_upstream, upstream_breaker_failures=0) as relay,
+        relay_to(raw_upstream, upstream_breaker=False) as relay,
         ThreadPoolExecutor(64) as pool,
     ):
         statuses = list(pool.map(lambda _: send(relay, target).status, range(64)))
@@ -137,31 +137,84 @@ def test_retries_to_a_failing_upstream_stay_within_the_budget(raw_upstream: RawU
     assert 64 + 10 <= attempts <= 64 * 1.2 + 10
 
 
-@pytest.mark.slow
-def test_the_breaker_opens_refuses_at_once_and_closes_after_recovery(
+def test_a_blip_amid_steady_traffic_never_opens_the_breaker(raw_upstream: RawUpstream) -> None:
+    """Two calls whose connections drop, each sent three times, between healthy ones: the
+    breaker (with its defaults) counts two failed calls, not six, of 52, and stays closed."""
+    dropped = key()
+    target = f"{PREFIX}/{raw_upstream.script(dropped, HANG_UP, close=True)}"
+    with relay_to(raw_upstream, upstream_breaker=True) as relay:
+        before = [send(relay, f"{PREFIX}/{key()}").status for _ in range(30)]
+        blip = [send(relay, target).status for _ in range(2)]
+        after = [send(relay, f"{PREFIX}/{key()}").status for _ in range(20)]
+    assert (before, blip, after) == ([200] * 30, [502] * 2, [200] * 20)
+    assert len(raw_upstream.received(dropped)) == 6  # each call retried twice
+
+
+def test_a_failing_path_closes_every_path_only_once_it_is_half_the_traffic(
     raw_upstream: RawUpstream,
 ) -> None:
+    """The breaker judges the upstream as a whole (docs/relay.md): one path that keeps failing
+    beside healthy ones leaves them served; once its failures are half of the calls, every
+    path is refused."""
+    failing = f"{PREFIX}/{raw_upstream.script(key(), HANG_UP, close=True)}"
+    healthy = f"{PREFIX}/{key()}"
+    with relay_to(raw_upstream, upstream_breaker=True) as relay:
+        for turn in range(30):
+            assert send(relay, healthy).status == 200
+            if turn % 4 == 0:  # two failed calls in a row, a third of all calls
+                for _ in range(2):
+                    assert_json_error(send(relay, failing), 502)
+        # Now the failing path alone: at 30 failed calls of 60 (or sooner, once the window
+        # has moved on from the first calls) it opens.
+        statuses = [send(relay, failing).status for _ in range(30)]
+        assert 503 in statuses, statuses
+        assert_json_error(send(relay, healthy), 503)
+
+
+def test_a_refusing_upstream_opens_the_breaker_and_callers_are_refused_at_once() -> None:
+    """24 callers at once to an upstream that refuses connections: the breaker opens once
+    20 calls have failed, and the next caller gets 503 with `Retry-After` without waiting."""
+    with refused_port() as port, ThreadPoolExecutor(24) as pool:
+        settings = relay_settings(f"http://127.0.0.1:{port}", upstream_breaker=True)
+        with serve_relay(settings) as relay:
+            statuses = list(pool.map(lambda _: send(relay, f"{PREFIX}/{key()}").status, range(24)))
+            refused = send(relay, f"{PREFIX}/{key()}")
+    assert set(statuses) <= {502, 503}, statuses
+    assert statuses.count(502) >= 20  # every call the breaker let through failed
+    assert_json_error(refused, 503)
+    assert b"the upstream is failing" in refused.body
+    assert int(refused.values(b"retry-after")[0]) >= 1
+
+
+@pytest.mark.slow
+def test_a_hanging_upstream_opens_the_breaker_within_a_timeout_and_recovery_closes_it(
+    raw_upstream: RawUpstream,
+) -> None:
+    """24 callers at once to an upstream that never answers: each waits UPSTREAM_TIMEOUT and
+    gets 504, and then the breaker is open (by default, at half of at least 20 calls failed):
+    the next caller is answered 503 at once, and the upstream gets nothing more. Once it
+    answers again, the trial calls close the breaker."""
     name = key()
-    target = f"{PREFIX}/{raw_upstream.script(name, HANG_UP, close=True)}"
-    settings = {
-        "upstream_retries": 0,
-        "upstream_breaker_failures": 3,
-        "upstream_breaker_cooloff": 1,
-        "upstream_breaker_trials": 2,
-    }
-    with relay_to(raw_upstream, **settings) as relay:
-        for _ in range(3):
-            assert_json_error(send(relay, target), 502)
-        refused = send(relay, target)
+    target = f"{PREFIX}/{raw_upstream.script(name, b'')}"
+    settings = {"upstream_breaker": True, "upstream_timeout": 2, "upstream_breaker_cooloff": 1}
+    with relay_to(raw_upstream, **settings) as relay, ThreadPoolExecutor(24) as pool:
+        with collect_logs() as logs:
+            statuses = list(pool.map(lambda _: send(relay, target).status, range(24)))
+            started = time.monotonic()
+            refused = send(relay, target)
+            waited = time.monotonic() - started
+        # Every call let through waited its timeout; the breaker opened at the 20th.
+        assert set(statuses) <= {503, 504}, statuses
+        assert statuses.count(504) >= 20
         assert_json_error(refused, 503)
-        assert len(raw_upstream.received(name)) == 3  # refused without trying
+        assert waited < settings["upstream_timeout"]  # told at once, not after a timeout
+        assert len(raw_upstream.received(name)) <= 24  # nothing sent while open
+        assert "upstream circuit open: 20 of 20 calls failed in the last 10s" in logs.text()
         (retry_after,) = refused.values(b"retry-after")
 
         raw_upstream.script(name, OK)  # the upstream recovers
         time.sleep(int(retry_after))  # as long as the service asked: the breaker tries again
-        for _ in range(2):
-            assert send(relay, target).status == 200
-        assert send(relay, target).status == 200
+        assert [send(relay, target).status for _ in range(4)] == [200] * 4  # 3 trials, then closed
 {%- if cookiecutter.metrics %}
         scraped = send(relay, "/metrics").body.decode()
     for line in [
@@ -173,22 +226,6 @@ def test_the_breaker_opens_refuses_at_once_and_closes_after_recovery(
     ]:
         assert line in scraped.splitlines(), scraped
 {%- endif %}
-    assert len(raw_upstream.received(name)) == 6
-
-
-def test_the_breaker_opens_on_an_upstream_that_never_answers(raw_upstream: RawUpstream) -> None:
-    """Each call waits out UPSTREAM_TIMEOUT until the breaker opens; then callers are told at
-    once, and nothing more is sent."""
-    name = key()
-    target = f"{PREFIX}/{raw_upstream.script(name, b'')}"
-    with relay_to(raw_upstream, upstream_timeout=0.2, upstream_breaker_failures=2) as relay:
-        for _ in range(2):
-            assert_json_error(send(relay, target), 504)
-        refused = send(relay, target)
-    assert_json_error(refused, 503)
-    assert b"the upstream is failing" in refused.body
-    # At most: a call may time out before the upstream has read it.
-    assert len(raw_upstream.received(name)) <= 2
 
 
 @pytest.mark.anyio

@@ -17,6 +17,7 @@ from typing import Protocol, cast
 
 {{ cookiecutter.__httpx_import }}
 
+from {{ cookiecutter.package_name }}.errors import InvalidUpstreamResponse
 from {{ cookiecutter.package_name }}.headers import RawHeaders
 
 # Seconds for each step, by httpx's names: "connect", "read", "write", "pool".
@@ -74,6 +75,15 @@ class UpstreamResponse:
         if not self.closed:
             self.closed = True
             await self.close()
+
+
+async def final(response: UpstreamResponse) -> UpstreamResponse:
+    """`response`, if its status can end an exchange; else it is closed, and the answer is
+    malformed: an interim 1xx or a 101 that no request asked for, or a status past 599."""
+    if 200 <= response.status <= 599:
+        return response
+    await response.aclose()
+    raise InvalidUpstreamResponse(f"the upstream answered with status {response.status}")
 
 
 class Pool(Protocol):

@@ -18,9 +18,9 @@ change that call:
    streamed past it), each piece within `CLIENT_BODY_TIMEOUT` and all of it within
    `CLIENT_BODY_DEADLINE` (408); `framed` then says its length as httpx would.
 5. `upstream.pool.send`: the shared pool, with retries and the circuit breaker (`resilience.py`;
-   502, 503, 504: `errors.py`).
-6. `checked_headers`, with `relayed_response_headers` (`headers.py`): what may go back (502),
-   and `held_body` when the response is held (502 past the limit).
+   502, 503, 504: `errors.py`). It answers only with a status that ends an exchange (502).
+6. `relayed_response_headers` (`headers.py`): what may go back, and `held_body` when the
+   response is held (502 past the limit).
 
 What it needs comes in as arguments: the shared upstream, the settings, and the request as the
 server handed it over, with its id (`Incoming`). `service.py` calls the endpoints for every
@@ -112,13 +112,14 @@ async def open_exchange(
     locations = (upstream.base_url, prefix) if settings.rewrite_location else None
     if hold is None:
         response = await upstream.pool.send(upstream_request)
-        return Exchange(response, await checked_headers(response, locations), None)
+        relayed = relayed_response_headers(response.headers, response.status, locations)
+        return Exchange(response, relayed, None)
     # httpx's timeouts bound each step of an exchange, never the whole of it: the pool holds
     # the response's headers to this deadline, and its body is read within it too.
     deadline = asyncio.get_running_loop().time() + settings.upstream_timeout
     upstream_request.deadline = deadline
     response = await upstream.pool.send(upstream_request)
-    relayed = await checked_headers(response, locations)
+    relayed = relayed_response_headers(response.headers, response.status, locations)
     try:
         async with asyncio.timeout_at(deadline):
             content = await held_body(response, relayed, hold)
@@ -266,15 +267,3 @@ async def held_body(response: UpstreamResponse, headers: RawHeaders, limit: int)
             f"the upstream response is larger than the limit of {limit} bytes"
         )
     return content
-
-
-async def checked_headers(
-    response: UpstreamResponse, locations: tuple[bytes, bytes] | None
-) -> RawHeaders:
-    """The headers the caller gets with `response`, or 502 (and the response closed) for a
-    status that cannot end an exchange: 1xx, 101, or outside 100-599. The pool has already
-    refused heads over `MAX_HEADER_BYTES` (see `framing.py`)."""
-    if not 200 <= response.status <= 599:
-        await response.aclose()
-        raise InvalidUpstreamResponse(f"the upstream answered with status {response.status}")
-    return relayed_response_headers(response.headers, response.status, locations)

@@ -39,7 +39,7 @@ from starlette.requests import ClientDisconnect
 from {{ cookiecutter.package_name }}.breaker import Breaker, State
 from {{ cookiecutter.package_name }}.errors import CallerTooSlow, MalformedResponse, cause
 from {{ cookiecutter.package_name }}.headers import RawHeaders, value_in_any_case
-from {{ cookiecutter.package_name }}.pool import Pool, UpstreamRequest, UpstreamResponse
+from {{ cookiecutter.package_name }}.pool import Pool, UpstreamRequest, UpstreamResponse, final
 from {{ cookiecutter.package_name }}.settings import Settings, status_codes
 
 RETRY_RESERVE = 10.0
@@ -105,11 +105,15 @@ class RetryBudget:
 
 
 def is_failure(exc: httpx.TransportError) -> bool | None:
-    """Whether a failed attempt counts against the upstream, for the breaker; None when it
-    began with the caller (its body stalled, or it left), which says nothing of the upstream."""
+    """True when a failed call counts against the upstream, for the breaker: it got no answer
+    (the connection failed or dropped, or time ran out), or a malformed one. None when the
+    failure began on this side, which says nothing of the upstream: the caller's body stalled
+    or the caller left, no pooled connection was free, or the request could not be sent."""
     if cause(exc, CallerTooSlow) or cause(exc, ClientDisconnect):
         return None
-    return isinstance(exc, _TRANSIENT) and not isinstance(exc, httpx.PoolTimeout)
+    if isinstance(exc, _TRANSIENT) and not isinstance(exc, httpx.PoolTimeout):
+        return True
+    return None
 
 
 def can_replay(request: UpstreamRequest, nothing_sent: bool) -> bool:
@@ -146,33 +150,41 @@ class ResilientPool:
         self.policy = RetryPolicy.of(settings)
         self.budget = RetryBudget(settings.upstream_retry_budget)
         self.breaker = breaker
-        self.failing_statuses = status_codes(settings.upstream_breaker_statuses)
         self.tally = tally
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        """One caller's call: admitted by the breaker, sent again where the policy allows, and
+        recorded by the breaker once when it ends, whatever its attempts."""
+        generation = self.breaker.admit()
         self.budget.deposit()
+        failed: bool | None = None  # unknown until the call ends: cancelled, it stays so
+        try:
+            response = await final(await self._attempts(request))
+            failed = response.status in self.breaker.policy.statuses
+            return response
+        except httpx.TransportError as exc:
+            failed = is_failure(exc)
+            raise
+        finally:
+            self.breaker.record(generation, failed)
+
+    async def _attempts(self, request: UpstreamRequest) -> UpstreamResponse:
+        """The response of the last attempt the policy allowed; or the last attempt's failure."""
         loop = asyncio.get_running_loop()
         deadline = request.deadline or loop.time() + self.policy.deadline
         retries = 0
         while True:
-            generation = self.breaker.admit()
             try:
                 response = await self._attempt(request, retries > 0, deadline)
             except httpx.TransportError as exc:
-                self.breaker.record(generation, is_failure(exc))
                 if not self._may_retry(request, exc, retries):
                     raise
                 pause = self._pause(None, retries, deadline - loop.time())
                 if pause is None:
                     raise
                 reason = type(exc).__name__
-            except BaseException:
-                # Cancelled, or failed on the caller's side: nothing learnt about the upstream.
-                self.breaker.record(generation, None)
-                raise
             else:
                 status = response.status
-                self.breaker.record(generation, status in self.failing_statuses)
                 if status not in self.policy.statuses or not self._may_retry(
                     request, None, retries
                 ):

@@ -108,9 +108,13 @@ class Settings(BaseSettings):
     upstream_retry_after_max: float = Field(default=2.0, ge=0)
     # Retries, as a share of calls: a failing upstream sees at most this much extra load.
     upstream_retry_budget: float = Field(default=0.2, ge=0)
-    # Failed upstream calls in a row that open the circuit breaker (0: never), the seconds it
-    # stays open, and the trial calls that must succeed to close it again.
-    upstream_breaker_failures: int = Field(default=5, ge=0)
+    # The circuit breaker (docs/relay.md): it opens when this share of the upstream calls of
+    # the last window's seconds failed, once the window holds the minimum number of calls; it
+    # stays open for the cool-off's seconds, and closes when the trial calls all succeed.
+    upstream_breaker: bool = True
+    upstream_breaker_failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    upstream_breaker_min_calls: int = Field(default=20, ge=1)
+    upstream_breaker_window: float = Field(default=10.0, gt=0)
     upstream_breaker_cooloff: float = Field(default=10.0, gt=0)
     upstream_breaker_trials: int = Field(default=3, ge=1)
     # Upstream statuses that count as failures for the breaker, comma-separated.

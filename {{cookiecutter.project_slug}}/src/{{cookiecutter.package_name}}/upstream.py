@@ -15,7 +15,7 @@ from typing import Annotated, TypedDict
 {{ cookiecutter.__httpx_import }}
 from fastapi import Depends, FastAPI, Request
 
-from {{ cookiecutter.package_name }}.breaker import Breaker
+from {{ cookiecutter.package_name }}.breaker import Breaker, BreakerPolicy
 from {{ cookiecutter.package_name }}.pool import ClientTransport, Origin, Pool
 from {{ cookiecutter.package_name }}.resilience import ResilientPool, Tally
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -62,11 +62,7 @@ class Upstream:
         connections = ConnectionPool(limits, settings.max_header_bytes)
 {%- endif %}
         # Retries and the breaker outside the instruments: each attempt is measured and traced.
-        self.breaker = Breaker(
-            settings.upstream_breaker_failures,
-            settings.upstream_breaker_cooloff,
-            settings.upstream_breaker_trials,
-        )
+        self.breaker = Breaker(BreakerPolicy.of(settings))
         self.tally = Tally()
         pool = instrument(connections) if instrument else connections
         self.pool: Pool = ResilientPool(pool, settings, self.breaker, self.tally)
