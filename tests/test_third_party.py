@@ -221,7 +221,8 @@ def test_relayed_exchanges_match_direct_ones(bake: Bake, answers: Answers, httpb
             for prefix in PREFIXES:
                 relayed = wire.send(service_url, prefix + target)
                 if relayed.status != 502 or not json.loads(relayed.body)["detail"]:
-                    differences.append((target, prefix, 502, relayed.raw))
+                    expected: tuple[int, list[tuple[bytes, bytes]], Any] = (502, [], "a JSON detail")
+                    differences.append((target, prefix, expected, normalised(relayed, prefix)))
         for name, method, target, headers, body in CASES:
             direct = normalised(wire.send(httpbin, target, *headers, method=method, body=body), httpbin, "")
             for prefix in PREFIXES:
