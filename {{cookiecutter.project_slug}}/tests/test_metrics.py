@@ -2,18 +2,25 @@
 
 import asyncio
 import time
+from collections.abc import Callable
 
 {{ cookiecutter.__httpx_import }}
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
-from tests.conftest import StartRelay
+from tests.conftest import RELAY_PREFIXES, StartRelay
 from tests.servers import refused_port, relay_settings, serve_relay
 from tests.upstream_app import Recorder
+from tests.websocket_upstream import WebSocketUpstream
+from tests.wire import key
 
 SERVER = "http_server_request_duration_seconds_count"
 CLIENT = "http_client_request_duration_seconds_count"
 CONNECTIONS = "http_client_open_connections"
 PENDING = "http_client_connection_pending_requests"
+SESSIONS_OPEN = "websocket_server_active_sessions"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -28,6 +35,15 @@ def scrape(url: str) -> Samples:
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
+
+
+def scrape_when(url: str, ready: Callable[[Samples], bool], seconds: float = 10) -> Samples:
+    """The first scrape that is `ready`: what ends as a response is sent is counted just after."""
+    deadline = time.monotonic() + seconds
+    while not ready(samples := scrape(url)):
+        assert time.monotonic() < deadline, "the metrics never got there"
+        time.sleep(0.01)
+    return samples
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -126,3 +142,29 @@ def test_pool_gauges_show_connections_in_use_idle_and_callers_waiting(
     with start_relay(upstream_max_connections=1, upstream_pool_timeout=30) as url:
         wait_for_pool(url, active=0, idle=0, waiting=0)
         asyncio.run(scenario(url))
+
+
+def test_websocket_sessions_are_counted_by_how_they_ended_and_what_they_relayed() -> None:
+    ended_by_caller, refused = key(), key()
+    with (
+        WebSocketUpstream().running() as upstream,
+        serve_relay(relay_settings(upstream.url)) as url,
+    ):
+        relay = url.replace("http://", "ws://") + RELAY_PREFIXES[0]
+        with connect(f"{relay}/echo/{ended_by_caller}") as caller:
+            caller.send("hello")
+            caller.recv(timeout=10)
+            during = scrape(url)
+        with pytest.raises(InvalidStatus):
+            connect(f"{relay}/deny/{refused}").close()
+        upstream.session(ended_by_caller)
+        after = scrape_when(url, lambda samples: value(samples, SESSIONS_OPEN) == 0)
+    assert value(during, SESSIONS_OPEN) == 1
+    sessions = "websocket_server_sessions_total"
+    closed = {"websocket_close_code": "1000", "websocket_closed_by": "caller"}
+    assert value(after, sessions, http_response_status_code="101", **closed) == 1
+    refusal = {"websocket_close_code": "", "websocket_closed_by": ""}
+    assert value(after, sessions, http_response_status_code="403", **refusal) == 1
+    for direction in ("from_caller", "from_upstream"):
+        assert value(after, "websocket_server_messages_total", direction=direction) == 1
+        assert value(after, "websocket_server_message_bytes_total", direction=direction) == 5

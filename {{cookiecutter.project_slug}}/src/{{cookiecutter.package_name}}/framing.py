@@ -28,7 +28,8 @@ class ResponseFraming:
 
     Call `expect()` when a request has been sent, then `feed()` every byte received. Bytes that
     come when no response is expected, or after the expected one ended, make the connection
-    unfit for reuse; so does a response whose end only the connection closing can mark.
+    unfit for reuse; so does a response whose end only the connection closing can mark. After
+    a 101 the connection carries another protocol: `feed` says where its bytes begin.
     """
 
     def __init__(self, max_head_bytes: int) -> None:
@@ -38,6 +39,11 @@ class ResponseFraming:
         self._pending = b""
         self._remaining = 0
         self._bodiless = False
+
+    @property
+    def switched(self) -> bool:
+        """Whether the connection switched protocols (a 101): it carries HTTP no more."""
+        return self._state == "switched"
 
     @property
     def done(self) -> bool:
@@ -50,17 +56,23 @@ class ResponseFraming:
         self._pending = b""
         self._bodiless = head
 
-    def feed(self, data: bytes) -> None:
-        """Follow `data`; raise `MalformedResponse` for a head or chunk framing that is wrong."""
-        if self._pending:  # a line that began in the last piece
+    def feed(self, data: bytes) -> int:
+        """Follow `data`: how many of its bytes are HTTP's. All of them, unless the connection
+        switched protocols (a 101) within them: the bytes after its head, and every byte after
+        these, are the new protocol's. Raises `MalformedResponse` for a head or chunk framing
+        that is wrong."""
+        if self._state == "switched":
+            return 0
+        carried = len(self._pending)
+        if carried:  # a line that began in the last piece
             data, self._pending = self._pending + data, b""
         offset = 0
         while offset < len(data):
             if self._state in {"idle", "done"}:
                 self.reusable = False  # bytes that belong to no exchange
-                return
+                break
             if self._state == "until-close":
-                return
+                break
             if self._state in {"body", "chunk-data"}:
                 taken = min(self._remaining, len(data) - offset)
                 self._remaining -= taken
@@ -69,6 +81,9 @@ class ResponseFraming:
                     self._state = "done" if self._state == "body" else "chunk-size"
                 continue
             offset = self._take_line(data, offset)
+            if self._state == "switched":
+                return offset - carried
+        return len(data) - carried
 
     def _take_line(self, data: bytes, offset: int) -> int:
         """Take the head, a chunk-size line or a trailer line at `offset`; where the rest starts."""
@@ -127,10 +142,12 @@ class ResponseFraming:
         if chunked and lengths:
             # RFC 9112 section 6.3: a sign of response splitting; nginx refuses it too.
             raise MalformedResponse("both Content-Length and Transfer-Encoding")
-        if self._bodiless or status in {101, 204, 304}:
+        if status == 101:
+            # The connection now carries another protocol (a WebSocket), and is never reused.
+            self._state = "switched"
+            self.reusable = False
+        elif self._bodiless or status in {204, 304}:
             self._state = "done"
-            if status == 101:
-                self.reusable = False
         elif chunked:
             self._state = "chunk-size"
         elif lengths:

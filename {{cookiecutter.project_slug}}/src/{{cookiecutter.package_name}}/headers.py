@@ -50,6 +50,15 @@ _REQUEST_DROPS = HOP_BY_HOP | _NOT_FROM_CALLER
 _RESPONSE_DROPS = HOP_BY_HOP | _NOT_FROM_UPSTREAM
 _BODILESS_RESPONSE_DROPS = _RESPONSE_DROPS | {b"content-length"}
 _REWRITTEN_LOCATIONS = frozenset({b"location", b"content-location"})
+# A WebSocket handshake's own fields: each leg has its own handshake.
+_HANDSHAKE = frozenset(
+    {
+        b"sec-websocket-accept",
+        b"sec-websocket-extensions",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+    }
+)
 
 
 def first_value(headers: RawHeaders, name: bytes) -> bytes | None:
@@ -113,6 +122,34 @@ def upstream_request_headers(scope: Scope, request_id: str, settings: Settings) 
     if settings.forwarded_headers:
         headers.extend(_forwarded_headers(scope))
     return headers
+
+
+def upstream_handshake_headers(
+    scope: Scope, request_id: str, settings: Settings, key: bytes
+) -> RawHeaders:
+    """Headers to open a WebSocket upstream: the caller's, by the rules for a request's (its
+    `Origin`, cookies and offer of subprotocols pass), minus its own handshake with the relay,
+    plus the relay's handshake with the upstream (`key`), which offers no extension."""
+    headers = upstream_request_headers(scope, request_id, settings)
+    headers = [(name, value) for name, value in headers if name.lower() not in _HANDSHAKE]
+    return [
+        *headers,
+        (b"connection", b"Upgrade"),
+        (b"upgrade", b"websocket"),
+        (b"sec-websocket-key", key),
+        (b"sec-websocket-version", b"13"),
+    ]
+
+
+def accepted_headers(headers: RawHeaders) -> RawHeaders:
+    """Headers to open the caller's WebSocket with, from the upstream's 101 (already through
+    `relayed_response_headers`): its own, such as `Set-Cookie`, minus its handshake with the
+    relay. The subprotocol it chose goes to the caller too, named by the server in front."""
+    return [
+        (name, value)
+        for name, value in headers
+        if name.lower() not in _HANDSHAKE and name.lower() != b"sec-websocket-protocol"
+    ]
 
 
 def _forwarded_headers(scope: Scope) -> RawHeaders:

@@ -13,12 +13,19 @@
   `http_client_circuit_transitions_total` (by the state entered) and
   `http_client_circuit_refused_total`; `http_server_request_body_cut_off_total` (by `reason`:
   pause, deadline). Read at each scrape from what `resilience.py` and `breaker.py` count.
+- WebSocket sessions, which OpenTelemetry has no convention for yet:
+  `websocket_server_active_sessions`, `websocket_server_sessions_total` (by the handshake's
+  status, the close code, 3xxx and 4xxx as classes, and the side that closed), and
+  `websocket_server_messages_total` and `websocket_server_message_bytes_total` (by
+  `direction`: from the caller or from the upstream), read at each scrape, live sessions
+  included.
 
 Each app has a registry of its own. The numbers are those of one process: where metrics are
 scraped, run one worker per container and scale with replicas (see docs/deploy.md).
 """
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple, Protocol
 
@@ -39,6 +46,7 @@ from starlette.types import Scope
 from {{ cookiecutter.package_name }}.breaker import Breaker, State
 from {{ cookiecutter.package_name }}.pool import Pool, UpstreamRequest, UpstreamResponse
 from {{ cookiecutter.package_name }}.resilience import DENIED_REASONS, Tally
+from {{ cookiecutter.package_name }}.websocket import Session, Traffic
 
 METRICS_PATH = "/metrics"
 # OpenTelemetry's advice for HTTP durations, in seconds.
@@ -110,6 +118,11 @@ class Metrics:
         self.client_series = _Series(self.client_duration)
         self.pools: list[ObservedPool] = []
         self.registry.register(_PoolCollector(self.pools))
+        self.sessions: set[Session] = set()  # relayed WebSocket sessions under way
+        self.ended_traffic = Traffic()  # what the sessions that ended relayed
+        # Handshakes answered and sessions ended: by status, close code and the side closing.
+        self.endings: Counter[tuple[str, str, str]] = Counter()
+        self.registry.register(_SessionCollector(self))
 
     def install(self, app: FastAPI, breaker: Breaker, tally: Tally) -> None:
         """Serve the numbers at `/metrics`, with what the retry policy and the breaker did."""
@@ -120,6 +133,16 @@ class Metrics:
         """One request answered (`route`: its template, "" if none matched); not the scrapes."""
         if scope["path"] != METRICS_PATH:
             self.server_series.observe((_method(scope["method"]), route, str(status)), seconds)
+
+    def observe_session(self, status: int, session: Session | None) -> None:
+        """A WebSocket handshake answered, and its session, if one was relayed, ended."""
+        code = closed_by = ""
+        if session is not None:
+            self.sessions.discard(session)
+            self.ended_traffic.add(session.traffic)
+            if session.ending is not None:
+                code, closed_by = _close_code(session.ending.code), session.ending.by
+        self.endings[str(status), code, closed_by] += 1
 
     async def scrape(self, request: Request) -> Response:
         """The Prometheus text format."""
@@ -200,6 +223,52 @@ class _ResilienceCollector(Collector):
             "reason",
             {"pause": tally.cut_off["pause"], "deadline": tally.cut_off["deadline"]},
         )
+
+
+class _SessionCollector(Collector):
+    """Reads the WebSocket sessions' numbers when scraped, those under way included."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        metrics = self.metrics
+        yield GaugeMetricFamily(
+            "websocket_server_active_sessions",
+            "Relayed WebSocket sessions under way, handshakes included.",
+            value=len(metrics.sessions),
+        )
+        sessions = CounterMetricFamily(
+            "websocket_server_sessions",
+            "WebSocket handshakes answered, by status, and sessions ended, by close code and by "
+            "the side that closed (caller, upstream, or relay).",
+            labels=["http_response_status_code", "websocket_close_code", "websocket_closed_by"],
+        )
+        for labels, count in sorted(metrics.endings.items()):
+            sessions.add_metric(list(labels), count)
+        yield sessions
+        total = Traffic()
+        total.add(metrics.ended_traffic)
+        for session in metrics.sessions:
+            total.add(session.traffic)
+        yield _counter(
+            "websocket_server_messages",
+            "WebSocket messages relayed, by direction.",
+            "direction",
+            {"from_caller": total.from_caller, "from_upstream": total.from_upstream},
+        )
+        yield _counter(
+            "websocket_server_message_bytes",
+            "Bytes of WebSocket messages relayed, by direction.",
+            "direction",
+            {"from_caller": total.from_caller_bytes, "from_upstream": total.from_upstream_bytes},
+        )
+
+
+def _close_code(code: int) -> str:
+    """A close code as a label: the registered ones as they are, the applications' (3000-4999)
+    by their thousand, so that no peer can add series."""
+    return str(code) if code < 3000 else f"{code // 1000}xxx"
 
 
 def _counter(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:

@@ -16,6 +16,7 @@ from opentelemetry import trace
 
 {% endif -%}
 from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.websocket import Session
 
 logger = logging.getLogger("{{ cookiecutter.package_name }}.access")
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -23,6 +24,14 @@ request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 # An incoming X-Request-ID is kept only if it is this tame; anything else could forge log lines.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _ACCESS_FIELDS = ("method", "path", "status", "bytes", "duration_ms")
+_SESSION_FIELDS = (
+    "from_caller",
+    "from_caller_bytes",
+    "from_upstream",
+    "from_upstream_bytes",
+    "close_code",
+    "closed_by",
+)
 
 
 class RequestIdFilter(logging.Filter):
@@ -51,7 +60,9 @@ class JsonFormatter(logging.Formatter):
 {%- endif %}
             "request_id": getattr(record, "request_id", "-"),
         }
-        entry.update({key: getattr(record, key) for key in _ACCESS_FIELDS if hasattr(record, key)})
+        for key in (*_ACCESS_FIELDS, *_SESSION_FIELDS):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -116,3 +127,31 @@ def log_access(method: str, path: str, status: int, sent: int, seconds: float) -
         "duration_ms": round(seconds * 1000, 1),
     }
     logger.info("%(method)s %(path)s %(status)s %(bytes)sB %(duration_ms)sms", fields, extra=fields)
+
+
+def log_session(path: str, seconds: float, session: Session) -> None:
+    """A relayed WebSocket session's one line, when it ends: its handshake's, as a request's
+    access line, with the messages and bytes relayed each way, the close code and the side
+    that closed."""
+    if not logger.isEnabledFor(logging.INFO) or session.ending is None:
+        return
+    traffic, ending = session.traffic, session.ending
+    fields = {
+        "method": "GET",
+        "path": path.encode("unicode_escape").decode("ascii"),
+        "status": 101,
+        "duration_ms": round(seconds * 1000, 1),
+        "from_caller": traffic.from_caller,
+        "from_caller_bytes": traffic.from_caller_bytes,
+        "from_upstream": traffic.from_upstream,
+        "from_upstream_bytes": traffic.from_upstream_bytes,
+        "close_code": ending.code,
+        "closed_by": ending.by,
+    }
+    logger.info(
+        "%(method)s %(path)s %(status)s %(duration_ms)sms: %(from_caller)s messages "
+        "(%(from_caller_bytes)sB) from the caller, %(from_upstream)s "
+        "(%(from_upstream_bytes)sB) from the upstream, closed %(close_code)s by %(closed_by)s",
+        fields,
+        extra=fields,
+    )

@@ -53,6 +53,34 @@ class UpstreamRequest:
     timeouts: Timeouts
     # The event loop's time by which the response's headers must have come, if there is one.
     deadline: float | None = None
+    # It asks to switch protocols (a WebSocket handshake): a 101 hands over the connection.
+    upgrade: bool = False
+
+
+class Tunnel(Protocol):
+    """A connection the upstream switched to another protocol: its bytes, both ways.
+
+    The connection is read only when asked to, so bytes the service does not read wait in the
+    socket. Writes are taken at once; while the upstream is not reading them, `ready` is false
+    and the writer should `drain()` before writing more.
+    """
+
+    async def read(self) -> bytes:
+        """The bytes received since the last read; b"" once the connection has ended."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send `data`; nothing happens once the connection has ended (`read` says so)."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """Whether the upstream is taking what it is sent."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until the upstream has taken what it was sent, or the connection ended."""
+        ...
 
 
 @dataclass(slots=True)
@@ -60,7 +88,9 @@ class UpstreamResponse:
     """A response whose body has not been read yet.
 
     `body` yields the bytes as received (still compressed, if they were), once. `aclose()` gives
-    the connection back to the pool, to be reused only if the body was read to its end.
+    the connection back to the pool, to be reused only if the body was read to its end. A 101
+    to a request that asked to switch protocols has no body: its connection is `tunnel` until
+    `aclose()` closes it.
     """
 
     status: int
@@ -70,6 +100,7 @@ class UpstreamResponse:
     http_version: bytes = b"HTTP/1.1"
     reason: bytes = b""
     closed: bool = False
+    tunnel: Tunnel | None = None
 
     async def aclose(self) -> None:
         if not self.closed:
@@ -80,7 +111,7 @@ class UpstreamResponse:
 async def final(response: UpstreamResponse) -> UpstreamResponse:
     """`response`, if its status can end an exchange; else it is closed, and the answer is
     malformed: an interim 1xx or a 101 that no request asked for, or a status past 599."""
-    if 200 <= response.status <= 599:
+    if 200 <= response.status <= 599 or response.tunnel is not None:
         return response
     await response.aclose()
     raise InvalidUpstreamResponse(f"the upstream answered with status {response.status}")

@@ -45,9 +45,11 @@ from {{ cookiecutter.package_name }}.errors import (
 )
 from {{ cookiecutter.package_name }}.headers import (
     RawHeaders,
+    accepted_headers,
     declared_length,
     first_value,
     relayed_response_headers,
+    upstream_handshake_headers,
     upstream_request_headers,
 )
 from {{ cookiecutter.package_name }}.pool import UpstreamRequest, UpstreamResponse
@@ -55,6 +57,7 @@ from {{ cookiecutter.package_name }}.resilience import Tally
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.upstream import Upstream
 from {{ cookiecutter.package_name }}.urls import upstream_target
+from {{ cookiecutter.package_name }}.websocket import UpstreamSocket, check_switch, upstream_protocol
 
 RELAY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Methods that httpx sends with `Content-Length: 0` when they carry no body.
@@ -81,6 +84,8 @@ class Exchange:
     headers: RawHeaders
     # The whole body, when it was held; else None, and `response.body` streams it.
     content: bytes | None
+    # The upstream leg of a WebSocket session, when the answer opened one.
+    socket: UpstreamSocket | None = None
 
 
 async def open_exchange(
@@ -120,12 +125,51 @@ async def open_exchange(
     upstream_request.deadline = deadline
     response = await upstream.pool.send(upstream_request)
     relayed = relayed_response_headers(response.headers, response.status, locations)
-    try:
-        async with asyncio.timeout_at(deadline):
-            content = await held_body(response, relayed, hold)
-    except TimeoutError as exc:
-        raise httpx.TimeoutException("the whole exchange took too long") from exc
+    content = await held_within(response, relayed, hold, deadline)
     return Exchange(response, relayed, content)
+
+
+async def open_session(upstream: Upstream, settings: Settings, request: Incoming) -> Exchange:
+    """Relay a WebSocket handshake upstream; its answer, not yet given to the caller.
+
+    The same rules apply as to a request, and the handshake must end within `UPSTREAM_TIMEOUT`
+    (504). A 101 that opens a WebSocket as asked comes with `socket`, the session's upstream
+    leg (502 for any other 101). Any other answer is read whole, up to
+    `WEBSOCKET_MAX_MESSAGE_BYTES` (502 past it), to be relayed as the handshake's refusal.
+    """
+    scope, prefix = request.scope, request.prefix
+    raw_path: bytes = scope["raw_path"]
+    if not raw_path.startswith(prefix):
+        raise InvalidTarget("the relay prefix must be spelled out, not percent-encoded")
+    target = upstream_target(upstream.base_path, raw_path[len(prefix) :], scope["query_string"])
+    limit = settings.websocket_max_message_bytes
+    protocol = upstream_protocol(scope.get("subprotocols", []), limit)
+    key = protocol.key.encode("ascii")
+    outgoing = upstream_handshake_headers(scope, request.request_id, settings, key)
+    outgoing = framed(outgoing, upstream.host, "GET", None, None)
+    deadline = asyncio.get_running_loop().time() + settings.upstream_timeout
+    upstream_request = UpstreamRequest(
+        "GET",
+        upstream.origin,
+        target,
+        outgoing,
+        None,
+        upstream.held_timeouts,
+        deadline=deadline,
+        upgrade=True,
+    )
+    response = await upstream.pool.send(upstream_request)
+    locations = (upstream.base_url, prefix) if settings.rewrite_location else None
+    relayed = relayed_response_headers(response.headers, response.status, locations)
+    if response.tunnel is None:
+        content = await held_within(response, relayed, limit, deadline)
+        return Exchange(response, relayed, content)
+    try:
+        check_switch(protocol, response)
+    except BaseException:
+        await response.aclose()
+        raise
+    return Exchange(response, accepted_headers(relayed), None, UpstreamSocket(response, protocol))
 
 
 def refuse_upgrade(headers: RawHeaders) -> None:
@@ -253,6 +297,17 @@ def framed(
         return [host_line, *headers, (b"Content-Length", b"%d" % len(body))]
     length = (b"content-length", declared) if declared else (b"Transfer-Encoding", b"chunked")
     return [host_line, *headers, length]
+
+
+async def held_within(
+    response: UpstreamResponse, headers: RawHeaders, limit: int, deadline: float
+) -> bytes:
+    """`held_body`, read by the exchange's `deadline` (504 past it)."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await held_body(response, headers, limit)
+    except TimeoutError as exc:
+        raise httpx.TimeoutException("the whole exchange took too long") from exc
 
 
 async def held_body(response: UpstreamResponse, headers: RawHeaders, limit: int) -> bytes:

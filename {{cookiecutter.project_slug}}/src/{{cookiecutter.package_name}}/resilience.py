@@ -117,7 +117,10 @@ def is_failure(exc: httpx.TransportError) -> bool | None:
 
 
 def can_replay(request: UpstreamRequest, nothing_sent: bool) -> bool:
-    """Whether the request may reach the upstream twice, and can be sent as it was."""
+    """Whether the request may reach the upstream twice, and can be sent as it was. A handshake
+    (a protocol switch) only if it never reached the upstream: the session it opens is not."""
+    if request.upgrade:
+        return nothing_sent
     if request.body is not None and not isinstance(request.body, bytes):
         return False
     if nothing_sent or request.method in _IDEMPOTENT:

@@ -49,6 +49,11 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "forwarded_allow_ips": settings.forwarded_allow_ips or None,
         "access_log": False,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
+        # Callers' WebSockets: the maintained backend, with the relay's limits on that leg.
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.websocket_max_message_bytes,
+        "ws_ping_interval": settings.websocket_ping_interval,
+        "ws_ping_timeout": settings.websocket_ping_timeout,
     }
 
 

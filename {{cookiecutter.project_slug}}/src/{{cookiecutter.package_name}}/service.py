@@ -30,15 +30,22 @@ from {{ cookiecutter.package_name }}.errors import ANSWERED, error_response, jso
 {%- if cookiecutter.metrics %}
 from {{ cookiecutter.package_name }}.metrics import Metrics
 {%- endif %}
-from {{ cookiecutter.package_name }}.observability import log_access, request_id_of, request_id_var
+from {{ cookiecutter.package_name }}.observability import (
+    log_access,
+    log_session,
+    request_id_of,
+    request_id_var,
+)
 from {{ cookiecutter.package_name }}.relay import Incoming
 {%- set modules = {"both": "buffered, stream", "stream": "stream", "buffered": "buffered"} %}
 from {{ cookiecutter.package_name }}.routes import {{ modules[cookiecutter.response_mode] }}
+from {{ cookiecutter.package_name }}.routes.websocket import websocket
 from {{ cookiecutter.package_name }}.settings import Settings
 {%- if cookiecutter.tracing %}
 from {{ cookiecutter.package_name }}.tracing import Tracing, end_server_span
 {%- endif %}
 from {{ cookiecutter.package_name }}.upstream import Upstream
+from {{ cookiecutter.package_name }}.websocket import Session
 
 # A relay endpoint: it sends the response itself, or raises one of `errors.ANSWERED`.
 RelayEndpoint = Callable[[Upstream, Settings, Incoming, Send], Awaitable[None]]
@@ -55,9 +62,13 @@ RELAYS: dict[str, RelayEndpoint] = {
 
 class Outcome:
     """The server's `send` for one request: it adds `X-Request-ID` to the response and notes its
-    status and size, for the request's log line{{ ", metrics" if cookiecutter.metrics }}{{ " and span" if cookiecutter.tracing }}."""
+    status and size, for the request's log line{{ ", metrics" if cookiecutter.metrics }}{{ " and span" if cookiecutter.tracing }}.
 
-    __slots__ = ("id_header", "request_id", "route", "send", "sent", "status")
+    For a WebSocket handshake, the response is its refusal or its acceptance (101), and a
+    relayed session notes what it relayed in `session`.
+    """
+
+    __slots__ = ("id_header", "request_id", "route", "send", "sent", "session", "status")
 
     def __init__(self, send: Send, request_id: str) -> None:
         self.send = send
@@ -66,13 +77,20 @@ class Outcome:
         self.route = ""  # the template of the route that answered: `/items/{item_id}`
         self.status = 0  # 0 until the response starts
         self.sent = 0  # body bytes sent
+        self.session: Session | None = None
 
     async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
+        kind = message["type"]
+        if kind in ("http.response.start", "websocket.http.response.start"):
             self.status = message["status"]
             message["headers"] = [*message.get("headers", ()), self.id_header]
-        elif message["type"] == "http.response.body":
+        elif kind in ("http.response.body", "websocket.http.response.body"):
             self.sent += len(message.get("body", b""))
+        elif kind == "websocket.accept":
+            self.status = 101
+            message["headers"] = [*message.get("headers", ()), self.id_header]
+        elif kind == "websocket.close" and not self.status:
+            self.status = 403  # a handshake closed before it was accepted: the server says 403
         await self.send(message)
 
 
@@ -103,8 +121,8 @@ class Service:
         self.keys = settings.caller_keys()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.api(scope, receive, send)  # the lifespan, and any websockets of yours
+        if scope["type"] not in ("http", "websocket"):
+            await self.api(scope, receive, send)  # the lifespan
             return
         started = time.perf_counter()
         outcome = Outcome(send, request_id_of(scope["headers"]))
@@ -116,7 +134,8 @@ class Service:
                     await self.dispatch(scope, receive, outcome)
                 finally:
                     self.finish(scope, outcome, time.perf_counter() - started)
-                    end_server_span(span, scope["method"], outcome.route, outcome.status or 500)
+                    method = scope.get("method", "GET")  # a WebSocket handshake is a GET
+                    end_server_span(span, method, outcome.route, outcome.status or 500)
         finally:
             request_id_var.reset(token)
 {%- else %}
@@ -131,9 +150,17 @@ class Service:
         """The request's access line{{ " and metrics" if cookiecutter.metrics }}, once it is answered."""
         # No response started: the server answers 500 for the error on its way out.
         status = outcome.status or 500
-        log_access(scope["method"], scope["path"], status, outcome.sent, seconds)
+        session = outcome.session
+        if session is not None and session.ending is not None:
+            log_session(scope["path"], seconds, session)
+        else:
+            method = scope.get("method", "GET")  # a WebSocket handshake is a GET
+            log_access(method, scope["path"], status, outcome.sent, seconds)
 {%- if cookiecutter.metrics %}
-        self.metrics.observe_request(scope, outcome.route, status, seconds)
+        if scope["type"] == "websocket":
+            self.metrics.observe_session(status, session)
+        else:
+            self.metrics.observe_request(scope, outcome.route, status, seconds)
 {%- endif %}
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Outcome) -> None:
@@ -153,7 +180,14 @@ class Service:
         send.route = prefix + "{path}"
         request = Incoming(scope, receive, send.request_id, prefix.encode("ascii"))
         try:
-            await relay(self.upstream, self.settings, request, send)
+            if scope["type"] == "websocket":
+                send.session = Session()
+{%- if cookiecutter.metrics %}
+                self.metrics.sessions.add(send.session)
+{%- endif %}
+                await websocket(self.upstream, self.settings, request, send, send.session)
+            else:
+                await relay(self.upstream, self.settings, request, send)
         except ANSWERED as exc:
             if send.status:
                 raise  # the response has started: the server breaks the connection off

@@ -134,6 +134,14 @@ class Settings(BaseSettings):
     # The largest body, in bytes, that a buffered exchange holds in memory (request or response).
     buffered_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
 {%- endif %}
+    # WebSocket sessions open at once (each holds an upstream connection of its own, apart
+    # from the pool's), the largest message either side may send (larger ones end the session
+    # with 1009), and the seconds between pings to a quiet peer and for its pong: a peer that
+    # does not answer is gone, and its session ends.
+    websocket_max_sessions: int = Field(default=1000, ge=1)
+    websocket_max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    websocket_ping_interval: float = Field(default=20.0, gt=0)
+    websocket_ping_timeout: float = Field(default=20.0, gt=0)
     # The largest total size of a request's headers (larger requests get 431), and of an
     # upstream response's (larger responses become 502).
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)

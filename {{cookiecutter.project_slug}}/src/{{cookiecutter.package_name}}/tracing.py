@@ -83,7 +83,7 @@ class Tracing:
 
     @contextmanager
     def _server_span(self, tracer: Tracer, scope: Scope) -> Iterator[Span]:
-        method = scope["method"]
+        method = scope.get("method", "GET")  # a WebSocket handshake is a GET
         attributes = {
             "http.request.method": method if method in _METHODS else "_OTHER",
             "url.path": scope["path"],

@@ -27,6 +27,8 @@ from {{ cookiecutter.package_name }}.metrics import PoolStatus
 {%- endif %}
 from {{ cookiecutter.package_name }}.pool import UpstreamRequest, UpstreamResponse
 
+# Bytes of a switched connection held unread before the socket is no longer read.
+TUNNEL_BUFFER_BYTES = 64 * 1024
 # Headers aiohttp would add of its own accord: the relay sends only what the caller sent.
 _AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
 # From the most specific aiohttp error to the most general: the first match names the failure.
@@ -75,17 +77,75 @@ def _is_utf8(value: bytes) -> bool:
     return True
 
 
+class _Tunnel:
+    """The bytes of a connection switched to another protocol, both ways, with flow control:
+    the socket is not read while `TUNNEL_BUFFER_BYTES` wait unread, and it is not `ready` for
+    more while its send buffer is full."""
+
+    def __init__(self, transport: asyncio.Transport, first: bytes, *, writable: bool) -> None:
+        self._transport = transport
+        self._chunks = [first] if first else []
+        self._size = len(first)
+        self._ended = False
+        self._paused = False
+        self._readable = asyncio.Event()
+        self.writable = asyncio.Event()
+        if writable:
+            self.writable.set()
+
+    def received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        self._readable.set()
+        if self._size >= TUNNEL_BUFFER_BYTES and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def ended(self) -> None:
+        self._ended = True
+        self._readable.set()
+        self.writable.set()
+
+    async def read(self) -> bytes:
+        while not self._chunks:
+            if self._ended:
+                return b""
+            self._readable.clear()
+            await self._readable.wait()
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        if self._paused:
+            self._paused = False
+            self._transport.resume_reading()
+        return data
+
+    def write(self, data: bytes) -> None:
+        if not self._ended:
+            self._transport.write(data)
+
+    @property
+    def ready(self) -> bool:
+        return self.writable.is_set()
+
+    async def drain(self) -> None:
+        await self.writable.wait()
+
+
 class _GuardedProtocol(ResponseHandler):
     """aiohttp's connection protocol, its bytes followed by `ResponseFraming`.
 
     aiohttp hands a connection back to its pool as soon as a body ends, before it parses what
     follows in the same piece; this protocol closes a connection whose exchange did not end
-    cleanly, so the pool drops it, and fails a response whose head has a bare LF.
+    cleanly, so the pool drops it, and fails a response whose head has a bare LF. After a 101,
+    the bytes that follow its head are the new protocol's: they go to `tunnel`, not to aiohttp.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_head_bytes: int) -> None:
         super().__init__(loop)
         self._framing = ResponseFraming(max_head_bytes)
+        self._write_paused = False
+        self.tunnel: _Tunnel | None = None
 
     def set_response_params(self, **params: Any) -> None:
         super().set_response_params(**params)
@@ -93,19 +153,43 @@ class _GuardedProtocol(ResponseHandler):
         self._framing.expect(head=params.get("skip_payload", False))
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.received(data)
+            return
         try:
-            self._framing.feed(data)
+            taken = self._framing.feed(data)
         except MalformedResponse as exc:
             # Raised as it is to whoever waits for this response.
             self.set_exception(exc)
             if self.transport is not None:
                 self.transport.close()
             return
+        if self._framing.switched and self.transport is not None:
+            self.force_close()  # never back to the pool
+            self.tunnel = _Tunnel(self.transport, data[taken:], writable=not self._write_paused)
+            data = data[:taken]
         super().data_received(data)
         if not self._framing.reusable and self._framing.done:
             self.force_close()
             if self.transport is not None:
                 self.transport.close()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.writable.clear()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._write_paused = False
+        if self.tunnel is not None:
+            self.tunnel.writable.set()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.tunnel is not None:
+            self.tunnel.ended()
+        super().connection_lost(exc)
 
 
 class _GuardedConnector(aiohttp.TCPConnector):
@@ -141,12 +225,16 @@ class ConnectionPool:
     """One aiohttp session: at most `max_connections` connections to the upstream at once, each
     reused only after a clean exchange, and a request waits at most the pool timeout for one."""
 
-    def __init__(self, limits: httpx.Limits, max_header_bytes: int) -> None:
+    def __init__(self, limits: httpx.Limits, max_header_bytes: int, max_tunnels: int) -> None:
         self._max_connections = limits.max_connections or 100
+        self._max_tunnels = max_tunnels
         self._keepalive_expiry = limits.keepalive_expiry
         self._max_header_bytes = max_header_bytes
         self._ssl = httpx.create_ssl_context()
         self._slots = asyncio.Semaphore(self._max_connections)
+        # Connections switched to another protocol (WebSockets) live long: they are counted
+        # apart, so that they never take the connections that requests need.
+        self._tunnel_slots = asyncio.Semaphore(max_tunnels)
 {%- if cookiecutter.metrics %}
         self._in_use = 0
         self._waiting = 0
@@ -169,7 +257,7 @@ class ConnectionPool:
         if self._session is None:
             connector = _GuardedConnector(
                 self._max_header_bytes,
-                limit=self._max_connections,
+                limit=self._max_connections + self._max_tunnels,
                 keepalive_timeout=self._keepalive_expiry,
                 ssl=self._ssl,
             )
@@ -189,11 +277,11 @@ class ConnectionPool:
             self._session._retry_connection = False
         return self._session
 
-    async def _acquire_slot(self, pool_timeout: float | None) -> None:
+    async def _acquire_slot(self, slots: asyncio.Semaphore, pool_timeout: float | None) -> None:
         """Take a connection slot, waiting at most `pool_timeout` when none is free."""
-        if not self._slots.locked():
+        if not slots.locked():
             # Free slot: taken at once, without the cost of a timeout.
-            await self._slots.acquire()
+            await slots.acquire()
 {%- if cookiecutter.metrics %}
             self._in_use += 1
 {%- endif %}
@@ -203,7 +291,7 @@ class ConnectionPool:
 {%- endif %}
         try:
             async with asyncio.timeout(pool_timeout):
-                await self._slots.acquire()
+                await slots.acquire()
         except TimeoutError:
             raise httpx.PoolTimeout("no upstream connection became free in time") from None
 {%- if cookiecutter.metrics %}
@@ -212,11 +300,11 @@ class ConnectionPool:
         self._in_use += 1
 {%- endif %}
 
-    def _release_slot(self) -> None:
+    def _release_slot(self, slots: asyncio.Semaphore) -> None:
 {%- if cookiecutter.metrics %}
         self._in_use -= 1
 {%- endif %}
-        self._slots.release()
+        slots.release()
 {%- if cookiecutter.metrics %}
 
     def pool_status(self) -> PoolStatus:
@@ -231,7 +319,8 @@ class ConnectionPool:
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         timeouts = request.timeouts
-        await self._acquire_slot(timeouts.get("pool"))
+        slots = self._tunnel_slots if request.upgrade else self._slots
+        await self._acquire_slot(slots, timeouts.get("pool"))
         body = request.body
         try:
             response = await self._get_session().request(
@@ -244,10 +333,10 @@ class ConnectionPool:
                 timeout=self._timeout(timeouts.get("connect"), timeouts.get("read")),
             )
         except aiohttp.ClientError as exc:
-            self._release_slot()
+            self._release_slot(slots)
             raise translated(exc) from exc
         except BaseException:
-            self._release_slot()
+            self._release_slot(slots)
             raise
 
         async def close() -> None:
@@ -256,14 +345,18 @@ class ConnectionPool:
                 response.release()
                 await response.wait_for_close()
             finally:
-                self._release_slot()
+                self._release_slot(slots)
 
+        tunnel = None
+        if request.upgrade and response.status == 101 and response.connection is not None:
+            tunnel = cast("_GuardedProtocol", response.connection.protocol).tunnel
         return UpstreamResponse(
             response.status,
             list(response.raw_headers),
             _chunks(response),
             close,
             reason=(response.reason or "").encode("latin-1", "replace"),
+            tunnel=tunnel,
         )
 
     async def aclose(self) -> None:

@@ -10,8 +10,12 @@ a response head with a bare LF fails its exchange.
 It speaks HTTP/1.1, and HTTP/2 when asked (`UPSTREAM_HTTP2`) and the upstream agrees during the
 TLS handshake. HTTP/2 frames every message itself, so no bytes of one exchange can pass for
 another's: its connections are not followed byte by byte, only their header size is bounded.
+Requests that switch protocols (WebSocket handshakes) go through a pool of their own, on
+HTTP/1.1, which is where a 101 can switch a connection: it hands over the connection's stream.
 """
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
@@ -44,6 +48,9 @@ _ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
 
 
 _FAILURES = tuple(httpcore_error for httpcore_error, _ in _ERRORS)
+# Bytes asked for at a time from a switched connection, and how reading it can fail.
+TUNNEL_READ_BYTES = 64 * 1024
+_TUNNEL_FAILURES: tuple[type[Exception], ...] = (*_FAILURES, OSError)
 
 
 def translated(exc: Exception) -> Exception:
@@ -129,10 +136,77 @@ async def _chunks(stream: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         raise translated(exc) from exc
 
 
+class _Tunnel:
+    """A switched connection's stream, read as the session asks and written by a task of its
+    own, so that a write is taken at once; never failing: a broken connection reads as ended."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._ended = False
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._pending = asyncio.Event()
+        self._taken = asyncio.Event()
+        self._taken.set()
+        self._writer = asyncio.create_task(self._write_all())
+
+    async def read(self) -> bytes:
+        if self._ended:
+            return b""
+        try:
+            data = await self._stream.read(TUNNEL_READ_BYTES)
+        except _TUNNEL_FAILURES:
+            data = b""
+        if not data:
+            self._end()
+        return data
+
+    def write(self, data: bytes) -> None:
+        if self._ended:
+            return
+        self._chunks.append(data)
+        self._size += len(data)
+        self._pending.set()
+        if self._size >= TUNNEL_READ_BYTES:
+            self._taken.clear()
+
+    @property
+    def ready(self) -> bool:
+        return self._taken.is_set()
+
+    async def drain(self) -> None:
+        await self._taken.wait()
+
+    async def _write_all(self) -> None:
+        while not self._ended:
+            await self._pending.wait()
+            self._pending.clear()
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._size = 0
+            try:
+                await self._stream.write(data)
+            except _TUNNEL_FAILURES:
+                self._end()
+            self._taken.set()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._taken.set()
+
+    async def aclose(self) -> None:
+        self._end()
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+
+
 class ConnectionPool:
     """A connection pool whose connections carry another exchange only when clean."""
 
-    def __init__(self, limits: httpx.Limits, max_header_bytes: int, *, http2: bool = False) -> None:
+    def __init__(
+        self, limits: httpx.Limits, max_header_bytes: int, max_tunnels: int, *, http2: bool = False
+    ) -> None:
         self._max_header_bytes = max_header_bytes
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(),
@@ -140,6 +214,15 @@ class ConnectionPool:
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(max_header_bytes),
+        )
+        # Connections switched to another protocol (WebSockets) live long: they are counted
+        # apart, so that they never take the connections that requests need. Its own TLS
+        # context: httpcore sets the protocols a context offers (ALPN) to the pool's own.
+        self._tunnels = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=max_tunnels,
+            max_keepalive_connections=0,
             network_backend=_GuardedBackend(max_header_bytes),
         )
 
@@ -158,8 +241,9 @@ class ConnectionPool:
             content=request.body,
             extensions={"timeout": request.timeouts},
         )
+        pool = self._tunnels if request.upgrade else self._pool
         try:
-            response = await self._pool.handle_async_request(core_request)
+            response = await pool.handle_async_request(core_request)
         except _FAILURES as exc:
             raise translated(exc) from exc
         version = response.extensions.get("http_version", b"HTTP/1.1")
@@ -172,7 +256,13 @@ class ConnectionPool:
                 )
         stream: Any = response.stream
 
+        tunnel = None
+        if request.upgrade and response.status == 101:
+            tunnel = _Tunnel(response.extensions["network_stream"])
+
         async def close() -> None:
+            if tunnel is not None:
+                await tunnel.aclose()
             try:
                 await response.aclose()
             except _FAILURES as exc:
@@ -185,17 +275,21 @@ class ConnectionPool:
             close,
             http_version=version,
             reason=response.extensions.get("reason_phrase", b""),
+            tunnel=tunnel,
         )
 
 {%- if cookiecutter.metrics %}
 
     def pool_status(self) -> PoolStatus:
         """Connections in use or being opened, idle ones kept for reuse, and requests waiting."""
-        idle = sum(connection.is_idle() for connection in self._pool.connections)
+        pools = (self._pool, self._tunnels)
+        connections = [connection for pool in pools for connection in pool.connections]
+        idle = sum(connection.is_idle() for connection in connections)
         # The pool's queue of requests is not public API.
-        waiting = sum(request.is_queued() for request in self._pool._requests)
-        return PoolStatus(active=len(self._pool.connections) - idle, idle=idle, waiting=waiting)
+        waiting = sum(request.is_queued() for pool in pools for request in pool._requests)
+        return PoolStatus(active=len(connections) - idle, idle=idle, waiting=waiting)
 {%- endif %}
 
     async def aclose(self) -> None:
+        await self._tunnels.aclose()
         await self._pool.aclose()

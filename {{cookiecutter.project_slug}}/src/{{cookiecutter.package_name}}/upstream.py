@@ -57,9 +57,13 @@ class Upstream:
         )
 {%- if cookiecutter.http_transport == "native" %}
         http2 = settings.upstream_http2
-        connections = ConnectionPool(limits, settings.max_header_bytes, http2=http2)
+        connections = ConnectionPool(
+            limits, settings.max_header_bytes, settings.websocket_max_sessions, http2=http2
+        )
 {%- else %}
-        connections = ConnectionPool(limits, settings.max_header_bytes)
+        connections = ConnectionPool(
+            limits, settings.max_header_bytes, settings.websocket_max_sessions
+        )
 {%- endif %}
         # Retries and the breaker outside the instruments: each attempt is measured and traced.
         self.breaker = Breaker(BreakerPolicy.of(settings))

@@ -1,0 +1,233 @@
+"""WebSocket sessions through the relay, with a WebSocket server no one here wrote upstream (the
+`websockets` library's), judged by what each side really sent and received."""
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import RELAY_PREFIXES
+from tests.servers import collect_logs, relay_settings, serve_relay
+from tests.websocket_upstream import WebSocketUpstream
+from tests.wire import exchange, key
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def ws_upstream() -> Iterator[WebSocketUpstream]:
+    with WebSocketUpstream().running() as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module")
+def ws_relay(ws_upstream: WebSocketUpstream) -> Iterator[str]:
+    """A relay in front of `ws_upstream` with the default limits, as a ws:// base URL."""
+    with serve_relay(relay_settings(ws_upstream.url)) as url:
+        yield url.replace("http://", "ws://")
+
+
+def session(url: str, **options: Any) -> ClientConnection:
+    """A caller's WebSocket session, as the `websockets` library's client opens it."""
+    caller: ClientConnection = connect(
+        url, open_timeout=10, close_timeout=10, max_size=None, **options
+    )
+    return caller
+
+
+def test_messages_pass_both_ways_in_order_and_unchanged(
+    ws_relay: str, ws_upstream: WebSocketUpstream, prefix: str
+) -> None:
+    name = key()
+    messages: list[str | bytes] = ["héllo €", b"\x00\xff\x80", "", b"", "x" * MiB, bytes(MiB)]
+    with session(f"{ws_relay}{prefix}/echo/{name}") as caller:
+        for message in messages:
+            caller.send(message)
+        echoed = [caller.recv(timeout=10) for _ in messages]
+    assert echoed == messages
+    assert ws_upstream.session(name).received == messages
+
+
+def test_a_fragmented_message_reaches_the_caller_whole(ws_relay: str) -> None:
+    with session(f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{key()}") as caller:
+        caller.send("fragments")
+        assert caller.recv(timeout=10) == "fragmented"
+
+
+def test_the_handshake_follows_the_request_header_rules(
+    ws_relay: str, ws_upstream: WebSocketUpstream, prefix: str
+) -> None:
+    """The caller's cookies, `Origin` and offer of subprotocols pass; hop-by-hop headers, its
+    own handshake fields and forged forwarding headers do not; the path and query arrive as
+    sent; the subprotocol the upstream chose comes back."""
+    name = key()
+    headers = {"Cookie": "a=1", "X-Forwarded-For": "203.0.113.9", "X-Custom": "kept"}
+    url = f"{ws_relay}{prefix}/echo/{name}?sig=%2Fa%zz&b=1"
+    with session(url, origin="https://app.example", subprotocols=["chat.v2", "chat.v1"],
+                 additional_headers=headers) as caller:  # fmt: skip
+        caller.send("ping")
+        caller.recv(timeout=10)
+        sent, answered = caller.request, caller.response
+    assert sent is not None
+    assert answered is not None
+    seen = ws_upstream.session(name)
+    upstream_headers = seen.headers
+    assert seen.path == f"/api/echo/{name}"
+    assert upstream_headers["Cookie"] == "a=1"
+    assert upstream_headers["Origin"] == "https://app.example"
+    assert upstream_headers["X-Custom"] == "kept"
+    assert upstream_headers["X-Forwarded-For"] == "127.0.0.1"
+    assert upstream_headers["Sec-WebSocket-Protocol"] == "chat.v2, chat.v1"
+    assert upstream_headers["Sec-WebSocket-Key"] != sent.headers["Sec-WebSocket-Key"]
+    # The caller offered compression (the client does by default): not the upstream's leg.
+    assert "permessage-deflate" in sent.headers["Sec-WebSocket-Extensions"]
+    assert "Sec-WebSocket-Extensions" not in upstream_headers
+    assert upstream_headers.get_all("X-Request-ID") == answered.headers.get_all("X-Request-ID")
+    assert len(answered.headers.get_all("X-Request-ID")) == 1
+    assert caller.subprotocol == seen.subprotocol == "chat.v2"
+
+
+def test_the_path_and_query_reach_the_upstream_byte_for_byte(
+    ws_relay: str, ws_upstream: WebSocketUpstream
+) -> None:
+    name = key()
+    with session(f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{name}?sig=%2Fa%zz&b=1;v") as caller:
+        caller.send("x")
+        caller.recv(timeout=10)
+    assert ws_upstream.session(name).target == f"/api/echo/{name}?sig=%2Fa%zz&b=1;v"
+
+
+def test_without_a_subprotocol_chosen_none_comes_back(ws_relay: str) -> None:
+    with session(f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{key()}", subprotocols=["other"]) as caller:
+        assert caller.subprotocol is None
+
+
+def handshake(url: str, target: str, *lines: bytes) -> bytes:
+    """A WebSocket handshake written out by hand: the request's bytes."""
+    host = url.removeprefix("ws://").encode()
+    return b"\r\n".join(
+        [
+            f"GET {target} HTTP/1.1".encode(),
+            b"Host: " + host,
+            b"Upgrade: websocket",
+            b"Connection: Upgrade",
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            b"Sec-WebSocket-Version: 13",
+            *lines,
+            b"",
+            b"",
+        ]
+    )
+
+
+def test_a_refusal_reaches_the_caller_as_it_came(ws_relay: str, prefix: str) -> None:
+    """The upstream's status, headers and body, as bytes on the wire: each header once."""
+    request = handshake(ws_relay, f"{prefix}/deny/{key()}")
+    answer = exchange(ws_relay.replace("ws://", "http://"), request)
+    assert answer.status == 403, answer.raw
+    assert answer.body == b"denied: token expired\n"
+    assert answer.values(b"x-reason") == [b"expired"]
+    for name in (b"content-type", b"content-length", b"x-request-id"):
+        assert len(answer.values(name)) == 1, answer.raw
+
+
+def test_a_caller_without_a_key_is_refused_before_the_upstream_is_asked(
+    ws_upstream: WebSocketUpstream,
+) -> None:
+    name = key()
+    settings = relay_settings(ws_upstream.url, service_api_keys="k1", upstream_api_key="secret")
+    with serve_relay(settings) as url:
+        relay = url.replace("http://", "ws://")
+        target = f"{RELAY_PREFIXES[0]}/echo/{name}"
+        refused = exchange(url, handshake(relay, target))
+        with session(relay + target, additional_headers={"Authorization": "Bearer k1"}) as caller:
+            caller.send("x")
+            caller.recv(timeout=10)
+    assert refused.status == 401
+    assert refused.values(b"www-authenticate") == [b"Bearer"]
+    # Only the second handshake reached the upstream, with the upstream's credential.
+    assert ws_upstream.session(name).headers.get_all("Authorization") == ["Bearer secret"]
+
+
+def test_close_codes_and_reasons_pass_both_ways(
+    ws_relay: str, ws_upstream: WebSocketUpstream, prefix: str
+) -> None:
+    by_caller, by_upstream = key(), key()
+    with session(f"{ws_relay}{prefix}/echo/{by_caller}") as caller:
+        caller.close(4002, "see you")
+    assert ws_upstream.session(by_caller).close_code == 4002
+    assert ws_upstream.session(by_caller).close_reason == "see you"
+
+    with session(f"{ws_relay}{prefix}/echo/{by_upstream}") as caller:
+        caller.send("close 4001 bye now")
+        with pytest.raises(ConnectionClosed):
+            caller.recv(timeout=10)
+    assert caller.close_code == 4001
+    assert caller.close_reason == "bye now"
+
+
+def test_a_close_without_a_code_goes_on_as_1000(ws_relay: str) -> None:
+    """1005 only reports that a close frame had no code: it is never sent."""
+    with session(f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{key()}") as caller:
+        caller.send("empty-close")
+        with pytest.raises(ConnectionClosed):
+            caller.recv(timeout=10)
+    assert caller.close_code == 1000
+
+
+def test_a_caller_that_vanishes_ends_the_upstream_side_with_1000(
+    ws_relay: str, ws_upstream: WebSocketUpstream
+) -> None:
+    name = key()
+    host, port = ws_relay.removeprefix("ws://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(handshake(ws_relay, f"{RELAY_PREFIXES[0]}/echo/{name}"))
+        assert raw.recv(65536).startswith(b"HTTP/1.1 101 ")
+        while name not in ws_upstream.sessions:
+            time.sleep(0.01)
+    # Gone without a close frame: the upstream gets a close frame all the same, never 1005.
+    assert ws_upstream.session(name).close_code == 1000
+
+
+def test_a_message_over_the_limit_ends_the_session(ws_upstream: WebSocketUpstream) -> None:
+    """1009 to the side that sent it, 1011 to the other, whichever side it was."""
+    from_caller, from_upstream = key(), key()
+    settings = relay_settings(ws_upstream.url, websocket_max_message_bytes=64 * 1024)
+    with serve_relay(settings) as url:
+        relay = url.replace("http://", "ws://") + RELAY_PREFIXES[0]
+        with session(f"{relay}/echo/{from_caller}") as caller:
+            caller.send(bytes(64 * 1024))  # at the limit: passes
+            assert len(caller.recv(timeout=10)) == 64 * 1024
+            caller.send(bytes(64 * 1024 + 1))
+            with pytest.raises(ConnectionClosed):
+                caller.recv(timeout=10)
+        assert caller.close_code == 1009
+        assert ws_upstream.session(from_caller).close_code == 1011
+
+        with session(f"{relay}/echo/{from_upstream}") as caller:
+            caller.send(f"big {64 * 1024 + 1}")
+            with pytest.raises(ConnectionClosed):
+                caller.recv(timeout=10)
+        assert caller.close_code == 1011
+        assert ws_upstream.session(from_upstream).close_code == 1009
+
+
+def test_a_session_is_one_log_line_when_it_ends(ws_upstream: WebSocketUpstream) -> None:
+    name = key()
+    with serve_relay(relay_settings(ws_upstream.url)) as url, collect_logs() as logs:
+        relay = url.replace("http://", "ws://") + RELAY_PREFIXES[0]
+        with session(f"{relay}/echo/{name}") as caller:
+            caller.send("hello")
+            caller.recv(timeout=10)
+            caller.send(b"\x00" * 10)
+            caller.recv(timeout=10)
+        line = f"GET {RELAY_PREFIXES[0]}/echo/{name} 101 "
+        assert logs.wait_for(line)
+    (logged,) = [entry for entry in logs.lines if line in entry]
+    assert logged.endswith(
+        ": 2 messages (15B) from the caller, 2 (15B) from the upstream, closed 1000 by caller"
+    )
