@@ -45,6 +45,20 @@ def test_benchmark_prints_service_and_baselines(bake: Bake) -> None:
     assert "## The service relative to each baseline" in table
 
 
+def test_websocket_benchmark_prints_service_baselines_and_goals(bake: Bake) -> None:
+    project = bake()
+    quick = ["--seconds", "0.5", "--warmup", "0", "--idle", "20"]
+    table = project.uv(*BENCH, "python", "-m", "benchmarks.sessions", *quick).stdout
+    for target in [
+        "upstream, direct (ceiling)",
+        "service",
+        "bare ASGI relay on aiohttp",
+        "fastapi-proxy-lib",
+    ]:
+        assert f"| {target} " in table, table
+    assert "- [" in table.split("## Goals", 1)[1], table
+
+
 def result(target: str, body: str, connections: int, rate: float, **more: Any) -> dict[str, Any]:
     return {
         "target": target,

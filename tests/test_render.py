@@ -27,7 +27,9 @@ COMMON = {
     "benchmarks/__init__.py",
     "benchmarks/baselines.py",
     "benchmarks/bench.py",
+    "benchmarks/peers.py",
     "benchmarks/report.py",
+    "benchmarks/sessions.py",
     "benchmarks/upstream.py",
     "benchmarks/wrk.py",
     "pyproject.toml",
@@ -123,6 +125,7 @@ BASELINE_PARTS = {
     "benchmarks/baselines.py": re.compile(r".*", re.S),
     "benchmarks/bench.py": re.compile(r".*", re.S),
     "benchmarks/report.py": re.compile(r".*", re.S),
+    "benchmarks/sessions.py": re.compile(r".*", re.S),
     # The bench group, and the mypy section that lets a plain `uv sync` leave it out.
     "pyproject.toml": re.compile(
         r"^# The benchmark, installed only on request.*?^\]$|^\[\[tool\.mypy\.overrides.*?= true$",

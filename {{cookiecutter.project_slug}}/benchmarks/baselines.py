@@ -10,13 +10,17 @@
   and one shared `aiohttp.ClientSession` opened in the lifespan; `/whole/...` reads the response
   and returns it, with no header policy, no limits and no logs.
 - `bare_relay`: the least code that can relay under uvicorn, a bare ASGI app on one shared
-  `aiohttp.ClientSession`, with no framework and no httpx; `/chunks/...` streams. Not a
-  service (no errors handled, no disconnects watched): what Python itself costs, the ceiling
-  for any Python relay here.
+  `aiohttp.ClientSession`, with no framework and no httpx; `/chunks/...` streams, and a
+  WebSocket session is relayed message by message (`ws_connect`). Not a service (no errors
+  handled, no limits, no disconnects watched): what Python itself costs, the ceiling for any
+  Python relay here.
+- `proxy_lib_relay`: fastapi-proxy-lib's WebSocket reverse proxy, the library a user would
+  pick to relay WebSockets from FastAPI, on httpx 0.28 and httpx-ws.
 
 All read the upstream's base URL (ending in `/`) from `BENCH_UPSTREAM_URL`.
 """
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +31,7 @@ import httpx
 import requests
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
+from fastapi_proxy_lib.fastapi.app import reverse_ws_app
 from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
@@ -121,6 +126,9 @@ async def bare_relay(scope: Scope, receive: Receive, send: Send) -> None:
         return
     session: aiohttp.ClientSession = scope["state"]["session"]
     url = UPSTREAM_URL + scope["path"].removeprefix("/chunks/")
+    if scope["type"] == "websocket":
+        await bare_session(session, url, receive, send)
+        return
     async with session.get(url, auto_decompress=False) as answer:
         headers = [
             (name.encode("latin-1"), answer.headers[name].encode("latin-1"))
@@ -133,3 +141,45 @@ async def bare_relay(scope: Scope, receive: Receive, send: Send) -> None:
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
+
+
+async def bare_session(
+    session: aiohttp.ClientSession, url: str, receive: Receive, send: Send
+) -> None:
+    """A WebSocket session relayed as plainly as aiohttp allows: each message as it comes."""
+    await receive()  # websocket.connect
+    async with session.ws_connect(url.replace("http", "ws", 1), max_msg_size=0) as upstream:
+        await send({"type": "websocket.accept"})
+
+        async def from_caller() -> None:
+            while (message := await receive())["type"] == "websocket.receive":
+                if message.get("text") is not None:
+                    await upstream.send_str(message["text"])
+                else:
+                    await upstream.send_bytes(message["bytes"])
+
+        async def from_upstream() -> None:
+            async for message in upstream:
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    await send({"type": "websocket.send", "text": message.data})
+                else:
+                    await send({"type": "websocket.send", "bytes": message.data})
+
+        directions = [asyncio.create_task(from_caller()), asyncio.create_task(from_upstream())]
+        await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
+        for direction in directions:
+            direction.cancel()
+
+
+proxy_lib_relay = reverse_ws_app(
+    httpx.AsyncClient(),
+    base_url=UPSTREAM_URL.replace("http", "ws", 1),
+    max_message_size_bytes=16 * 1024 * 1024,  # its default, 64 KiB, would refuse 1 MiB
+)
+
+
+async def proxy_lib_ready() -> str:
+    return "ok"
+
+
+proxy_lib_relay.add_api_route("/healthz", proxy_lib_ready)

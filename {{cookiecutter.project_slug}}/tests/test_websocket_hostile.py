@@ -27,8 +27,12 @@ PREFIX = RELAY_PREFIXES[0]
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 # What follows the 101: bytes that are no frame (an unknown opcode, a length past the bytes),
-# and the first frame of a text message whose end never comes.
-_AFTER = {"garbage": b"\x8f\x7f" + b"\xff" * 16, "half": b"\x01\x03par"}
+# a text message that is not UTF-8, and the first frame of a text message whose end never comes.
+_AFTER = {
+    "garbage": b"\x8f\x7f" + b"\xff" * 16,
+    "bad-text": b"\x81\x02\xff\xfe",
+    "half": b"\x01\x03par",
+}
 
 
 class HostileUpstream:
@@ -40,6 +44,7 @@ class HostileUpstream:
     - `bad-accept`: answers 101 with the wrong `Sec-WebSocket-Accept`;
     - `extension`: answers 101 with an extension that was not offered;
     - `garbage`: completes the handshake, then sends bytes that are no frame;
+    - `bad-text`: completes the handshake, then sends a text message that is not UTF-8;
     - `half`: completes the handshake, sends the first frame of a message, and closes;
     - `vanish`: completes the handshake and closes the connection at once;
     - `deaf`: completes the handshake, then neither reads nor sends anything.
@@ -217,14 +222,19 @@ def test_a_101_that_is_not_the_websocket_asked_for_is_502(
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "code"),
-    [("garbage", 1014), ("half", 1011), ("vanish", 1011)],
+    ("behaviour", "code", "told"),
+    [
+        ("garbage", 1014, 1002),
+        ("bad-text", 1014, 1007),
+        ("half", 1011, None),
+        ("vanish", 1011, None),
+    ],
 )
 def test_an_upstream_that_breaks_off_or_breaks_the_protocol_closes_the_caller(
-    hostile: HostileUpstream, behaviour: str, code: int
+    hostile: HostileUpstream, behaviour: str, code: int, told: int | None
 ) -> None:
     """No hang: the caller is closed with a code it can act on (1014 for a broken protocol,
-    1011 for an upstream gone), and an upstream that broke the protocol is told 1002."""
+    1011 for an upstream gone), and an upstream that broke the protocol is told how."""
     name = key()
     with (
         relay_to(hostile.url) as (relay, _),
@@ -233,9 +243,9 @@ def test_an_upstream_that_breaks_off_or_breaks_the_protocol_closes_the_caller(
     ):
         caller.recv(timeout=10)
     assert caller.close_code == code
-    if behaviour == "garbage":
+    if told is not None:
         assert hostile.ended[name].wait(10)
-        assert close_code(hostile.received[name]) == 1002
+        assert close_code(hostile.received[name]) == told
 
 
 def test_an_upstream_that_stops_answering_pings_ends_its_session(hostile: HostileUpstream) -> None:

@@ -35,15 +35,12 @@ class ResponseFraming:
     def __init__(self, max_head_bytes: int) -> None:
         self.max_head_bytes = max_head_bytes
         self.reusable = True
+        # Whether the connection switched protocols (a 101): it carries HTTP no more.
+        self.switched = False
         self._state = "idle"
         self._pending = b""
         self._remaining = 0
         self._bodiless = False
-
-    @property
-    def switched(self) -> bool:
-        """Whether the connection switched protocols (a 101): it carries HTTP no more."""
-        return self._state == "switched"
 
     @property
     def done(self) -> bool:
@@ -61,7 +58,7 @@ class ResponseFraming:
         switched protocols (a 101) within them: the bytes after its head, and every byte after
         these, are the new protocol's. Raises `MalformedResponse` for a head or chunk framing
         that is wrong."""
-        if self._state == "switched":
+        if self.switched:
             return 0
         carried = len(self._pending)
         if carried:  # a line that began in the last piece
@@ -81,7 +78,7 @@ class ResponseFraming:
                     self._state = "done" if self._state == "body" else "chunk-size"
                 continue
             offset = self._take_line(data, offset)
-            if self._state == "switched":
+            if self.switched:
                 return offset - carried
         return len(data) - carried
 
@@ -145,6 +142,7 @@ class ResponseFraming:
         if status == 101:
             # The connection now carries another protocol (a WebSocket), and is never reused.
             self._state = "switched"
+            self.switched = True
             self.reusable = False
         elif self._bodiless or status in {204, 304}:
             self._state = "done"
