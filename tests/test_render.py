@@ -128,7 +128,7 @@ BASELINE_PARTS = {
     "benchmarks/sessions.py": re.compile(r".*", re.S),
     # The bench group, and the mypy section that lets a plain `uv sync` leave it out.
     "pyproject.toml": re.compile(
-        r"^# The benchmark, installed only on request.*?^\]$|^\[\[tool\.mypy\.overrides.*?= true$",
+        r"^# The benchmarks, installed only on request.*?^\]$|^\[\[tool\.mypy\.overrides.*?= true$",
         re.S | re.M,
     ),
     "README.md": re.compile(r"^## Benchmark it$.*?(?=^## )", re.S | re.M),

@@ -20,7 +20,9 @@ from hypercorn.config import Config
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.sync.client import connect
 
 from tests.conftest import RELAY_PREFIXES
 from tests.servers import relay_settings, serve_relay
@@ -33,7 +35,20 @@ async def describe(request: Request) -> Response:
     return JSONResponse(seen, headers={"x-padding": "p" * int(request.query_params.get("pad", 0))})
 
 
-upstream_app = Starlette(routes=[Route("/api/{rest:path}", describe, methods=["GET", "POST"])])
+async def echo(websocket: WebSocket) -> None:
+    """A WebSocket session that sends back the HTTP version of its handshake, then every message."""
+    await websocket.accept()
+    await websocket.send_text(websocket.scope["http_version"])
+    async for message in websocket.iter_text():
+        await websocket.send_text(message)
+
+
+upstream_app = Starlette(
+    routes=[
+        WebSocketRoute("/api/ws/{rest:path}", echo),
+        Route("/api/{rest:path}", describe, methods=["GET", "POST"]),
+    ]
+)
 
 
 @contextmanager
@@ -107,3 +122,17 @@ def test_response_headers_over_the_limit_are_502_over_http2_too(upstream_http2: 
             response = client.get(f"{prefix}/large?pad=8000")
             assert response.status_code == 502
             assert "larger than 4096 bytes" in response.json()["detail"]
+
+
+@pytest.mark.usefixtures("trusted")
+def test_websocket_sessions_go_over_http11_beside_http2_requests(upstream_http2: str) -> None:
+    """A 101 cannot come over HTTP/2: a session opens on an HTTP/1.1 connection of its own, over
+    the same TLS, while requests keep to HTTP/2."""
+    settings = relay_settings(upstream_http2, upstream_http2=True)
+    with serve_relay(settings) as url, httpx.Client(base_url=url, timeout=10) as client:
+        for prefix in RELAY_PREFIXES:
+            with connect(f"{url.replace('http://', 'ws://')}{prefix}/ws/chat") as caller:
+                assert caller.recv(timeout=10) == "1.1"
+                caller.send("hello")
+                assert caller.recv(timeout=10) == "hello"
+            assert client.get(f"{prefix}/anything").json()["http_version"] == "2"

@@ -6,11 +6,11 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
+from websockets.asyncio.client import connect as connect_async
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
@@ -154,37 +154,38 @@ def test_a_thousand_sessions_ended_every_way_leave_nothing_behind(
         relay = url.replace("http://", "ws://") + PREFIX
         host, port = url.removeprefix("http://").split(":")
 
-        def closed_by_caller() -> None:
-            with session(f"{relay}/echo/{key()}") as caller:
-                caller.send("hello")
-                caller.recv(timeout=10)
+        async def closed_by_caller() -> None:
+            async with connect_async(f"{relay}/echo/{key()}") as caller:
+                await caller.send("hello")
+                await caller.recv()
 
-        def closed_by_upstream() -> None:
-            with session(f"{relay}/echo/{key()}") as caller:
-                caller.send("close 4001 bye")
+        async def closed_by_upstream() -> None:
+            async with connect_async(f"{relay}/echo/{key()}") as caller:
+                await caller.send("close 4001 bye")
                 with pytest.raises(ConnectionClosed):
-                    caller.recv(timeout=10)
+                    await caller.recv()
 
-        def caller_vanished() -> None:
-            with socket.create_connection((host, int(port)), timeout=10) as raw:
-                raw.sendall(handshake(host, f"{PREFIX}/echo/{key()}"))
-                assert raw.recv(65536).startswith(b"HTTP/1.1 101 ")
+        async def caller_vanished() -> None:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(handshake(host, f"{PREFIX}/echo/{key()}"))
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+            writer.close()
 
-        def upstream_vanished() -> None:
-            with session(f"{relay}/echo/{key()}") as caller:
-                caller.send("abort")
+        async def upstream_vanished() -> None:
+            async with connect_async(f"{relay}/echo/{key()}") as caller:
+                await caller.send("abort")
                 with pytest.raises(ConnectionClosed):
-                    caller.recv(timeout=10)
+                    await caller.recv()
 
-        def refused() -> None:
+        async def refused() -> None:
             with pytest.raises(InvalidStatus):
-                session(f"{relay}/deny/{key()}").close()
+                await connect_async(f"{relay}/deny/{key()}")
 
-        def over_the_limit() -> None:
-            with session(f"{relay}/echo/{key()}") as caller:
-                caller.send(bytes(64 * 1024 + 1))
+        async def over_the_limit() -> None:
+            async with connect_async(f"{relay}/echo/{key()}") as caller:
+                await caller.send(bytes(64 * 1024 + 1))
                 with pytest.raises(ConnectionClosed):
-                    caller.recv(timeout=10)
+                    await caller.recv()
 
         ways = [
             closed_by_caller,
@@ -194,11 +195,21 @@ def test_a_thousand_sessions_ended_every_way_leave_nothing_behind(
             refused,
             over_the_limit,
         ]
-        closed_by_caller()  # the first session: what is made once is made
+
+        async def every_way(sessions: int) -> None:
+            at_once = asyncio.Semaphore(16)
+
+            async def one(number: int) -> None:
+                async with at_once, asyncio.timeout(60):
+                    await ways[number % len(ways)]()
+
+            async with asyncio.TaskGroup() as group:
+                for number in range(sessions):
+                    group.create_task(one(number))
+
+        asyncio.run(every_way(1))  # what is made once, the first session makes
         tasks, files = wait_until_still(watched.tasks), wait_until_still(open_files)
-        with ThreadPoolExecutor(8) as pool:
-            for done in pool.map(lambda number: ways[number % len(ways)](), range(1000)):
-                assert done is None
+        asyncio.run(every_way(1000))
         assert wait_until_still(watched.tasks) <= tasks
         assert wait_until_still(open_files) <= files
 
