@@ -8,7 +8,6 @@ import json
 import socket
 import struct
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -256,10 +255,7 @@ def test_an_upstream_that_breaks_off_or_breaks_the_protocol_closes_the_caller(
 
 
 def test_an_upstream_that_stops_answering_pings_ends_its_session(relay: str) -> None:
-    with session(f"{relay}/deaf/{key()}") as caller:
-        started = time.monotonic()
-        with pytest.raises(ConnectionClosed):
-            caller.recv(timeout=30)
+    with session(f"{relay}/deaf/{key()}") as caller, pytest.raises(ConnectionClosed):
+        caller.recv(timeout=30)
     assert caller.close_code == 1011
-    assert "ping" in (caller.close_reason or "")
-    assert time.monotonic() - started >= 0.4
+    assert "did not answer a ping" in (caller.close_reason or "")
