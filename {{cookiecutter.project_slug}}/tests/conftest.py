@@ -9,6 +9,7 @@ import pytest
 
 from tests.servers import CLIENT_TLS, Service, relay_settings, run_service, serve, serve_relay
 from tests.upstream_app import Recorder, create_upstream
+from tests.websocket_upstream import WebSocketUpstream
 from tests.wire import RawUpstream
 {%- set prefixes = {"both": '"/stream", "/buffered"', "stream": '"/stream"', "buffered": '"/buffered"'} %}
 
@@ -52,6 +53,13 @@ def relay(upstream: str) -> Iterator[str]:
 def raw_upstream() -> Iterator[RawUpstream]:
     """An upstream that records requests as bytes and answers with the bytes a test scripts."""
     with RawUpstream().running() as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="session")
+def ws_upstream() -> Iterator[WebSocketUpstream]:
+    """A WebSocket upstream no one here wrote (the `websockets` library's server)."""
+    with WebSocketUpstream().running() as upstream:
         yield upstream
 
 

@@ -8,12 +8,11 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
 
 from tests.conftest import RELAY_PREFIXES, StartRelay
 from tests.servers import refused_port, relay_settings, serve_relay
 from tests.upstream_app import Recorder
-from tests.websocket_upstream import WebSocketUpstream
+from tests.websocket_upstream import WebSocketUpstream, session_to
 from tests.wire import key
 
 SERVER = "http_server_request_duration_seconds_count"
@@ -144,20 +143,19 @@ def test_pool_gauges_show_connections_in_use_idle_and_callers_waiting(
         asyncio.run(scenario(url))
 
 
-def test_websocket_sessions_are_counted_by_how_they_ended_and_what_they_relayed() -> None:
+def test_websocket_sessions_are_counted_by_how_they_ended_and_what_they_relayed(
+    ws_upstream: WebSocketUpstream,
+) -> None:
     ended_by_caller, refused = key(), key()
-    with (
-        WebSocketUpstream().running() as upstream,
-        serve_relay(relay_settings(upstream.url)) as url,
-    ):
+    with serve_relay(relay_settings(ws_upstream.url)) as url:
         relay = url.replace("http://", "ws://") + RELAY_PREFIXES[0]
-        with connect(f"{relay}/echo/{ended_by_caller}") as caller:
+        with session_to(f"{relay}/echo/{ended_by_caller}") as caller:
             caller.send("hello")
             caller.recv(timeout=10)
             during = scrape(url)
         with pytest.raises(InvalidStatus):
-            connect(f"{relay}/deny/{refused}").close()
-        upstream.session(ended_by_caller)
+            session_to(f"{relay}/deny/{refused}").close()
+        ws_upstream.session(ended_by_caller)
         after = scrape_when(url, lambda samples: value(samples, SESSIONS_OPEN) == 0)
     assert value(during, SESSIONS_OPEN) == 1
     sessions = "websocket_server_sessions_total"

@@ -12,14 +12,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from websockets.sync.client import connect
 
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.tracing import Tracing
 
 from tests.conftest import RELAY_PREFIXES
 from tests.servers import relay_settings, run_service, serve, serve_service
-from tests.websocket_upstream import WebSocketUpstream
+from tests.websocket_upstream import WebSocketUpstream, session_to
 from tests.wire import key
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -123,20 +122,19 @@ def test_without_an_endpoint_no_span_is_made_and_the_callers_trace_passes_as_it_
 
 
 def test_a_websocket_session_is_a_server_span_and_its_handshake_a_client_span(
-    spans: InMemorySpanExporter,
+    ws_upstream: WebSocketUpstream, spans: InMemorySpanExporter
 ) -> None:
     spans.clear()
     name = key()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    with WebSocketUpstream().running() as upstream:
-        app = create_app(relay_settings(upstream.url), Tracing(provider))
-        with serve_service(app, app.settings) as url:
-            target = f"{url.replace('http://', 'ws://')}{RELAY_PREFIXES[0]}/echo/{name}"
-            with connect(target, additional_headers={"traceparent": TRACEPARENT}) as caller:
-                caller.send("hello")
-                assert caller.recv(timeout=10) == "hello"
-        received = upstream.session(name).headers.get_all("traceparent")
+    app = create_app(relay_settings(ws_upstream.url), Tracing(provider))
+    with serve_service(app, app.settings) as url:
+        target = f"{url.replace('http://', 'ws://')}{RELAY_PREFIXES[0]}/echo/{name}"
+        with session_to(target, additional_headers={"traceparent": TRACEPARENT}) as caller:
+            caller.send("hello")
+            assert caller.recv(timeout=10) == "hello"
+    received = ws_upstream.session(name).headers.get_all("traceparent")
     server, client = one_span(spans, SpanKind.SERVER), one_span(spans, SpanKind.CLIENT)
     assert server.name == "GET " + RELAY_PREFIXES[0] + "/{path}"
     assert server.attributes is not None

@@ -4,24 +4,16 @@
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import RELAY_PREFIXES
 from tests.servers import collect_logs, relay_settings, serve_relay
-from tests.websocket_upstream import WebSocketUpstream
+from tests.websocket_upstream import WebSocketUpstream, session_to
 from tests.wire import exchange, key
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def ws_upstream() -> Iterator[WebSocketUpstream]:
-    with WebSocketUpstream().running() as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +23,12 @@ def ws_relay(ws_upstream: WebSocketUpstream) -> Iterator[str]:
         yield url.replace("http://", "ws://")
 
 
-def session(url: str, **options: Any) -> ClientConnection:
-    """A caller's WebSocket session, as the `websockets` library's client opens it."""
-    caller: ClientConnection = connect(
-        url, open_timeout=10, close_timeout=10, max_size=None, **options
-    )
-    return caller
-
-
 def test_messages_pass_both_ways_in_order_and_unchanged(
     ws_relay: str, ws_upstream: WebSocketUpstream, prefix: str
 ) -> None:
     name = key()
     messages: list[str | bytes] = ["héllo €", b"\x00\xff\x80", "", b"", "x" * MiB, bytes(MiB)]
-    with session(f"{ws_relay}{prefix}/echo/{name}") as caller:
+    with session_to(f"{ws_relay}{prefix}/echo/{name}") as caller:
         for message in messages:
             caller.send(message)
         echoed = [caller.recv(timeout=10) for _ in messages]
@@ -53,7 +37,7 @@ def test_messages_pass_both_ways_in_order_and_unchanged(
 
 
 def test_a_fragmented_message_reaches_the_caller_whole(ws_relay: str) -> None:
-    with session(f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{key()}") as caller:
+    with session_to(f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{key()}") as caller:
         caller.send("fragments")
         assert caller.recv(timeout=10) == "fragmented"
 
@@ -67,7 +51,7 @@ def test_the_handshake_follows_the_request_header_rules(
     name = key()
     headers = {"Cookie": "a=1", "X-Forwarded-For": "203.0.113.9", "X-Custom": "kept"}
     url = f"{ws_relay}{prefix}/echo/{name}?sig=%2Fa%zz&b=1"
-    with session(url, origin="https://app.example", subprotocols=["chat.v2", "chat.v1"],
+    with session_to(url, origin="https://app.example", subprotocols=["chat.v2", "chat.v1"],
                  additional_headers=headers) as caller:  # fmt: skip
         caller.send("ping")
         caller.recv(timeout=10)
@@ -95,14 +79,15 @@ def test_the_path_and_query_reach_the_upstream_byte_for_byte(
     ws_relay: str, ws_upstream: WebSocketUpstream
 ) -> None:
     name = key()
-    with session(f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{name}?sig=%2Fa%zz&b=1;v") as caller:
+    with session_to(f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{name}?sig=%2Fa%zz&b=1;v") as caller:
         caller.send("x")
         caller.recv(timeout=10)
     assert ws_upstream.session(name).target == f"/api/echo/{name}?sig=%2Fa%zz&b=1;v"
 
 
 def test_without_a_subprotocol_chosen_none_comes_back(ws_relay: str) -> None:
-    with session(f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{key()}", subprotocols=["other"]) as caller:
+    url = f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{key()}"
+    with session_to(url, subprotocols=["other"]) as caller:
         assert caller.subprotocol is None
 
 
@@ -144,7 +129,8 @@ def test_a_caller_without_a_key_is_refused_before_the_upstream_is_asked(
         relay = url.replace("http://", "ws://")
         target = f"{RELAY_PREFIXES[0]}/echo/{name}"
         refused = exchange(url, handshake(relay, target))
-        with session(relay + target, additional_headers={"Authorization": "Bearer k1"}) as caller:
+        key_header = {"Authorization": "Bearer k1"}
+        with session_to(relay + target, additional_headers=key_header) as caller:
             caller.send("x")
             caller.recv(timeout=10)
     assert refused.status == 401
@@ -157,12 +143,12 @@ def test_close_codes_and_reasons_pass_both_ways(
     ws_relay: str, ws_upstream: WebSocketUpstream, prefix: str
 ) -> None:
     by_caller, by_upstream = key(), key()
-    with session(f"{ws_relay}{prefix}/echo/{by_caller}") as caller:
+    with session_to(f"{ws_relay}{prefix}/echo/{by_caller}") as caller:
         caller.close(4002, "see you")
     assert ws_upstream.session(by_caller).close_code == 4002
     assert ws_upstream.session(by_caller).close_reason == "see you"
 
-    with session(f"{ws_relay}{prefix}/echo/{by_upstream}") as caller:
+    with session_to(f"{ws_relay}{prefix}/echo/{by_upstream}") as caller:
         caller.send("close 4001 bye now")
         with pytest.raises(ConnectionClosed):
             caller.recv(timeout=10)
@@ -172,7 +158,7 @@ def test_close_codes_and_reasons_pass_both_ways(
 
 def test_a_close_without_a_code_goes_on_as_1000(ws_relay: str) -> None:
     """1005 only reports that a close frame had no code: it is never sent."""
-    with session(f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{key()}") as caller:
+    with session_to(f"{ws_relay}{RELAY_PREFIXES[0]}/echo/{key()}") as caller:
         caller.send("empty-close")
         with pytest.raises(ConnectionClosed):
             caller.recv(timeout=10)
@@ -199,7 +185,7 @@ def test_a_message_over_the_limit_ends_the_session(ws_upstream: WebSocketUpstrea
     settings = relay_settings(ws_upstream.url, websocket_max_message_bytes=64 * 1024)
     with serve_relay(settings) as url:
         relay = url.replace("http://", "ws://") + RELAY_PREFIXES[0]
-        with session(f"{relay}/echo/{from_caller}") as caller:
+        with session_to(f"{relay}/echo/{from_caller}") as caller:
             caller.send(bytes(64 * 1024))  # at the limit: passes
             assert len(caller.recv(timeout=10)) == 64 * 1024
             caller.send(bytes(64 * 1024 + 1))
@@ -208,7 +194,7 @@ def test_a_message_over_the_limit_ends_the_session(ws_upstream: WebSocketUpstrea
         assert caller.close_code == 1009
         assert ws_upstream.session(from_caller).close_code == 1011
 
-        with session(f"{relay}/echo/{from_upstream}") as caller:
+        with session_to(f"{relay}/echo/{from_upstream}") as caller:
             caller.send(f"big {64 * 1024 + 1}")
             with pytest.raises(ConnectionClosed):
                 caller.recv(timeout=10)
@@ -220,7 +206,7 @@ def test_a_session_is_one_log_line_when_it_ends(ws_upstream: WebSocketUpstream) 
     name = key()
     with serve_relay(relay_settings(ws_upstream.url)) as url, collect_logs() as logs:
         relay = url.replace("http://", "ws://") + RELAY_PREFIXES[0]
-        with session(f"{relay}/echo/{name}") as caller:
+        with session_to(f"{relay}/echo/{name}") as caller:
             caller.send("hello")
             caller.recv(timeout=10)
             caller.send(b"\x00" * 10)

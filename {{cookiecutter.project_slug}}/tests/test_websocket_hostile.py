@@ -13,13 +13,13 @@ from contextlib import contextmanager
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
 
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.service import Service
 
 from tests.conftest import RELAY_PREFIXES
 from tests.servers import refused_port, relay_settings, serve_service
+from tests.websocket_upstream import session_to
 from tests.wire import key
 
 PREFIX = RELAY_PREFIXES[0]
@@ -173,15 +173,10 @@ def relay_to(upstream: str, **overrides: object) -> Iterator[tuple[str, Service]
         yield url.replace("http://", "ws://") + PREFIX, app
 
 
-def session(url: str) -> ClientConnection:
-    caller: ClientConnection = connect(url, open_timeout=30, close_timeout=10)
-    return caller
-
-
 def refusal(url: str) -> tuple[int, dict[str, str], dict[str, str]]:
     """The status, headers and JSON body of the relay's refusal of a handshake to `url`."""
     with pytest.raises(InvalidStatus) as refused:
-        session(url).close()
+        session_to(url).close()
     response = refused.value.response
     return response.status_code, dict(response.headers.raw_items()), json.loads(response.body)
 
@@ -246,7 +241,7 @@ def test_an_upstream_that_breaks_off_or_breaks_the_protocol_closes_the_caller(
     """No hang: the caller is closed with a code it can act on (1014 for a broken protocol,
     1011 for an upstream gone), and an upstream that broke the protocol is told how."""
     name = key()
-    with session(f"{relay}/{behaviour}/{name}") as caller, pytest.raises(ConnectionClosed):
+    with session_to(f"{relay}/{behaviour}/{name}") as caller, pytest.raises(ConnectionClosed):
         caller.recv(timeout=10)
     assert caller.close_code == code
     if told is not None:
@@ -255,7 +250,7 @@ def test_an_upstream_that_breaks_off_or_breaks_the_protocol_closes_the_caller(
 
 
 def test_an_upstream_that_stops_answering_pings_ends_its_session(relay: str) -> None:
-    with session(f"{relay}/deaf/{key()}") as caller, pytest.raises(ConnectionClosed):
+    with session_to(f"{relay}/deaf/{key()}") as caller, pytest.raises(ConnectionClosed):
         caller.recv(timeout=30)
     assert caller.close_code == 1011
     assert "did not answer a ping" in (caller.close_reason or "")

@@ -13,13 +13,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from websockets.asyncio.client import connect as connect_async
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
-from websockets.sync.client import ClientConnection, connect
 
 from {{ cookiecutter.package_name }}.app import create_app
 
 from tests.conftest import RELAY_PREFIXES
 from tests.servers import Service, relay_settings, run_service, serve_service
-from tests.websocket_upstream import WebSocketUpstream
+from tests.websocket_upstream import WebSocketUpstream, session_to
 from tests.wire import key
 
 pytestmark = pytest.mark.slow
@@ -32,21 +31,10 @@ HELD_AT_MOST_KIB = 16 * 1024
 
 
 @pytest.fixture(scope="module")
-def ws_upstream() -> Iterator[WebSocketUpstream]:
-    with WebSocketUpstream().running() as upstream:
-        yield upstream
-
-
-@pytest.fixture(scope="module")
 def ws_service(ws_upstream: WebSocketUpstream) -> Iterator[Service]:
     """The service in its own process, as in production, in front of `ws_upstream`."""
     with run_service(ws_upstream.url) as service:
         yield service
-
-
-def session(url: str) -> ClientConnection:
-    caller: ClientConnection = connect(url, open_timeout=30, close_timeout=10, max_size=None)
-    return caller
 
 
 @contextmanager
@@ -220,7 +208,7 @@ def test_sigterm_closes_open_sessions_and_exits_cleanly(ws_upstream: WebSocketUp
     name = key()
     with run_service(ws_upstream.url, SHUTDOWN_TIMEOUT="10") as service:
         url = service.url.replace("http://", "ws://")
-        with session(f"{url}{PREFIX}/echo/{name}") as caller:
+        with session_to(f"{url}{PREFIX}/echo/{name}") as caller:
             caller.send("hello")
             caller.recv(timeout=10)
             service.terminate()

@@ -1,4 +1,5 @@
-"""A WebSocket upstream no one here wrote: the `websockets` library's server, on 127.0.0.1.
+"""A WebSocket upstream no one here wrote: the `websockets` library's server, on 127.0.0.1,
+and `session_to`, a caller's session as that library's client opens it.
 
 Every session is recorded under the last segment of its path (a test's `key()`): the handshake
 as it arrived, the messages received, and the close frame the relay sent, if any. What it does
@@ -19,11 +20,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 # The subprotocols it speaks; it picks the first the caller offers.
@@ -147,3 +150,12 @@ class WebSocketUpstream:
         finally:
             stop[0]()
             thread.join(10)
+
+
+def session_to(url: str, **options: Any) -> ClientConnection:
+    """A caller's session to `url`, as the `websockets` library's client opens it, with room
+    for any message and for a slow machine."""
+    opened: ClientConnection = connect(
+        url, open_timeout=30, close_timeout=10, max_size=None, **options
+    )
+    return opened
