@@ -2,15 +2,16 @@
 `websockets` library's), judged by what each side really sent and received."""
 
 import socket
-import time
 from collections.abc import Iterator
 
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.sync.client import ClientConnection
 
 from tests.conftest import RELAY_PREFIXES
 from tests.servers import collect_logs, relay_settings, serve_relay
-from tests.websocket_upstream import WebSocketUpstream, session_to
+from tests.websocket_upstream import WebSocketUpstream, handshake, session_to
 from tests.wire import exchange, key
 
 MiB = 1024 * 1024
@@ -21,6 +22,11 @@ def ws_relay(ws_upstream: WebSocketUpstream) -> Iterator[str]:
     """A relay in front of `ws_upstream` with the default limits, as a ws:// base URL."""
     with serve_relay(relay_settings(ws_upstream.url)) as url:
         yield url.replace("http://", "ws://")
+
+
+def host_of(url: str) -> str:
+    """`127.0.0.1:8000`, from `ws://127.0.0.1:8000` or `http://127.0.0.1:8000`."""
+    return url.split("://", 1)[1]
 
 
 def test_messages_pass_both_ways_in_order_and_unchanged(
@@ -91,27 +97,9 @@ def test_without_a_subprotocol_chosen_none_comes_back(ws_relay: str) -> None:
         assert caller.subprotocol is None
 
 
-def handshake(url: str, target: str, *lines: bytes) -> bytes:
-    """A WebSocket handshake written out by hand: the request's bytes."""
-    host = url.removeprefix("ws://").encode()
-    return b"\r\n".join(
-        [
-            f"GET {target} HTTP/1.1".encode(),
-            b"Host: " + host,
-            b"Upgrade: websocket",
-            b"Connection: Upgrade",
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-            b"Sec-WebSocket-Version: 13",
-            *lines,
-            b"",
-            b"",
-        ]
-    )
-
-
 def test_a_refusal_reaches_the_caller_as_it_came(ws_relay: str, prefix: str) -> None:
     """The upstream's status, headers and body, as bytes on the wire: each header once."""
-    request = handshake(ws_relay, f"{prefix}/deny/{key()}")
+    request = handshake(host_of(ws_relay), f"{prefix}/deny/{key()}")
     answer = exchange(ws_relay.replace("ws://", "http://"), request)
     assert answer.status == 403, answer.raw
     assert answer.body == b"denied: token expired\n"
@@ -128,7 +116,7 @@ def test_a_caller_without_a_key_is_refused_before_the_upstream_is_asked(
     with serve_relay(settings) as url:
         relay = url.replace("http://", "ws://")
         target = f"{RELAY_PREFIXES[0]}/echo/{name}"
-        refused = exchange(url, handshake(relay, target))
+        refused = exchange(url, handshake(host_of(relay), target))
         key_header = {"Authorization": "Bearer k1"}
         with session_to(relay + target, additional_headers=key_header) as caller:
             caller.send("x")
@@ -171,12 +159,17 @@ def test_a_caller_that_vanishes_ends_the_upstream_side_with_1000(
     name = key()
     host, port = ws_relay.removeprefix("ws://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as raw:
-        raw.sendall(handshake(ws_relay, f"{RELAY_PREFIXES[0]}/echo/{name}"))
+        raw.sendall(handshake(host_of(ws_relay), f"{RELAY_PREFIXES[0]}/echo/{name}"))
         assert raw.recv(65536).startswith(b"HTTP/1.1 101 ")
-        while name not in ws_upstream.sessions:
-            time.sleep(0.01)
+        ws_upstream.started(name)
     # Gone without a close frame: the upstream gets a close frame all the same, never 1005.
     assert ws_upstream.session(name).close_code == 1000
+
+
+def read_to_the_end(caller: ClientConnection) -> None:
+    """Read what comes until the session is closed, and `recv` raises."""
+    while True:
+        caller.recv(timeout=10)
 
 
 def test_a_message_over_the_limit_ends_the_session(ws_upstream: WebSocketUpstream) -> None:
@@ -188,9 +181,11 @@ def test_a_message_over_the_limit_ends_the_session(ws_upstream: WebSocketUpstrea
         with session_to(f"{relay}/echo/{from_caller}") as caller:
             caller.send(bytes(64 * 1024))  # at the limit: passes
             assert len(caller.recv(timeout=10)) == 64 * 1024
+            # While messages are on their way to it, which the relay must stop sending.
+            caller.send("burst 1000")
             caller.send(bytes(64 * 1024 + 1))
             with pytest.raises(ConnectionClosed):
-                caller.recv(timeout=10)
+                read_to_the_end(caller)
         assert caller.close_code == 1009
         assert ws_upstream.session(from_caller).close_code == 1011
 
@@ -217,3 +212,44 @@ def test_a_session_is_one_log_line_when_it_ends(ws_upstream: WebSocketUpstream) 
     assert logged.endswith(
         ": 2 messages (15B) from the caller, 2 (15B) from the upstream, closed 1000 by caller"
     )
+
+
+def test_a_caller_that_stops_reading_is_let_go(ws_upstream: WebSocketUpstream) -> None:
+    """A caller that reads nothing stops answering the server's pings too: its session ends,
+    and the upstream is told 1011, rather than the relay waiting on it for ever."""
+    name = key()
+    settings = {"websocket_ping_interval": 0.2, "websocket_ping_timeout": 0.2}
+    with serve_relay(relay_settings(ws_upstream.url, **settings)) as url:
+        host, port = host_of(url).split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            raw.sendall(handshake(host_of(url), f"{RELAY_PREFIXES[0]}/echo/{name}"))
+            assert raw.recv(4096).startswith(b"HTTP/1.1 101 ")
+            raw.sendall(Frame(Opcode.TEXT, b"burst 20000").serialize(mask=True, extensions=[]))
+            assert ws_upstream.session(name, seconds=30).close_code == 1011
+
+
+def test_a_caller_that_breaks_the_protocol_is_not_passed_on(
+    ws_relay: str, ws_upstream: WebSocketUpstream
+) -> None:
+    """A caller's text that is not UTF-8 gets it 1007 from the server in front; the upstream,
+    which never saw it, is told 1011."""
+    name = key()
+    host, port = host_of(ws_relay).split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(handshake(host_of(ws_relay), f"{RELAY_PREFIXES[0]}/echo/{name}"))
+        assert raw.recv(4096).startswith(b"HTTP/1.1 101 ")
+        raw.sendall(Frame(Opcode.TEXT, b"\xff\xfe").serialize(mask=True, extensions=[]))
+        assert ws_upstream.session(name).close_code == 1011
+
+
+def test_a_caller_gone_before_its_session_opened_closes_the_upstream_side(
+    ws_relay: str, ws_upstream: WebSocketUpstream
+) -> None:
+    """The upstream takes its time to answer the handshake, and the caller leaves meanwhile:
+    the session the upstream opened is closed with 1001 (going away), not dropped."""
+    name = key()
+    host, port = host_of(ws_relay).split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(handshake(host_of(ws_relay), f"{RELAY_PREFIXES[0]}/slow/{name}"))
+    assert ws_upstream.session(name).close_code == 1001

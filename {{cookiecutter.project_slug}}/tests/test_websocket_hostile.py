@@ -206,13 +206,15 @@ def test_a_handshake_that_reached_the_upstream_is_never_sent_again(
     assert hostile.handshakes.count(name) == 1
 
 
-def test_failed_handshakes_open_the_breaker(hostile: HostileUpstream) -> None:
+@pytest.mark.parametrize("behaviour", ["hang-up", "bad-accept"])
+def test_failed_handshakes_open_the_breaker(hostile: HostileUpstream, behaviour: str) -> None:
     """Handshakes are upstream calls like any other: with a breaker that judges four of them,
-    four hang-ups open it, and the next caller is refused at once with `Retry-After`."""
+    four that got no answer, or a 101 that is not the one asked for, open it, and the next
+    caller is refused at once with `Retry-After`."""
     with relay_to(hostile.url, upstream_breaker=True, upstream_breaker_min_calls=4) as (relay, _):
-        statuses = [refusal(f"{relay}/hang-up/{key()}")[0] for _ in range(4)]
+        statuses = [refusal(f"{relay}/{behaviour}/{key()}")[0] for _ in range(4)]
         name = key()
-        status, headers, _ = refusal(f"{relay}/hang-up/{name}")
+        status, headers, _ = refusal(f"{relay}/{behaviour}/{name}")
     assert statuses == [502] * 4
     assert status == 503
     assert int(headers["retry-after"]) >= 1

@@ -18,7 +18,7 @@ from {{ cookiecutter.package_name }}.app import create_app
 
 from tests.conftest import RELAY_PREFIXES
 from tests.servers import Service, relay_settings, run_service, serve_service
-from tests.websocket_upstream import WebSocketUpstream, session_to
+from tests.websocket_upstream import WebSocketUpstream, handshake, session_to
 from tests.wire import key
 
 pytestmark = pytest.mark.slow
@@ -48,14 +48,6 @@ def opened(service: Service, target: str) -> Iterator[socket.socket]:
         yield raw
 
 
-def handshake(host: str, target: str) -> bytes:
-    return (
-        f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
-
-
 def wait_until_still(count: Callable[[], int], seconds: float = 60) -> int:
     """`count()` once it has stopped growing for half a second."""
     deadline = time.monotonic() + seconds
@@ -77,9 +69,8 @@ def test_a_caller_that_does_not_read_holds_back_the_upstream(
         ws_service.reset_peak_rss()
         before = ws_service.peak_rss_kib()
         raw.sendall(Frame(Opcode.TEXT, b"burst 102400").serialize(mask=True, extensions=[]))
-        while name not in ws_upstream.sessions:
-            time.sleep(0.01)
-        sent = wait_until_still(lambda: ws_upstream.sessions[name].sent)
+        session = ws_upstream.started(name)
+        sent = wait_until_still(lambda: session.sent)
         grown = ws_service.peak_rss_kib() - before
     assert sent < 102400 // 2, "the upstream was not held back"
     assert grown < HELD_AT_MOST_KIB, f"the service grew by {grown} KiB"

@@ -1,5 +1,6 @@
 """A WebSocket upstream no one here wrote: the `websockets` library's server, on 127.0.0.1,
-and `session_to`, a caller's session as that library's client opens it.
+and a caller's side: `session_to`, a session as that library's client opens it, and
+`handshake`, one written out by hand.
 
 Every session is recorded under the last segment of its path (a test's `key()`): the handshake
 as it arrived, the messages received, and the close frame the relay sent, if any. What it does
@@ -10,12 +11,14 @@ depends on the path's first segment under /api/:
   close frame without a code, `big N` sends N bytes in one message, `burst N` sends N
   binary messages of 1 KiB at once, and `abort` drops the connection without a close frame;
 - `deny`: refuses the handshake with 403, a body and an `X-Reason` header;
+- `slow`: answers the handshake after half a second, then as `echo`;
 - `silent`: reads every message and answers none;
 - `deaf`: reads nothing (the server reads a few messages ahead, then stops).
 """
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,9 +58,18 @@ class WebSocketUpstream:
         self.sessions: dict[str, Session] = {}
         self.url = ""
 
+    def started(self, key: str, seconds: float = 10) -> Session:
+        """The session recorded under `key`, once it is: its handler may start after the
+        caller already has its 101."""
+        deadline = time.monotonic() + seconds
+        while key not in self.sessions:
+            assert time.monotonic() < deadline, f"no session {key}"
+            time.sleep(0.01)
+        return self.sessions[key]
+
     def session(self, key: str, seconds: float = 10) -> Session:
         """The session recorded under `key`, once it has ended."""
-        session = self.sessions[key]
+        session = self.started(key, seconds)
         assert session.ended.wait(seconds), f"session {key} did not end"
         return session
 
@@ -66,8 +78,13 @@ class WebSocketUpstream:
     ) -> Subprotocol | None:
         return next((protocol for protocol in offered if protocol in SUBPROTOCOLS), None)
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.path.split("?")[0].split("/")[2] != "deny":
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        behaviour = request.path.split("?")[0].split("/")[2]
+        if behaviour == "slow":
+            await asyncio.sleep(0.5)
+        if behaviour != "deny":
             return None
         response = connection.respond(HTTPStatus.FORBIDDEN, "denied: token expired\n")
         response.headers["X-Reason"] = "expired"
@@ -85,7 +102,7 @@ class WebSocketUpstream:
                 await connection.wait_closed()
             async for message in connection:
                 session.received.append(message)
-                if behaviour == "echo":
+                if behaviour in {"echo", "slow"}:
                     await self._echo(connection, session, message)
         except ConnectionClosed:
             pass
@@ -159,3 +176,20 @@ def session_to(url: str, **options: Any) -> ClientConnection:
         url, open_timeout=30, close_timeout=10, max_size=None, **options
     )
     return opened
+
+
+def handshake(host: str, target: str, *lines: bytes) -> bytes:
+    """A caller's WebSocket handshake to `host` (`127.0.0.1:8000`), written out by hand."""
+    return b"\r\n".join(
+        [
+            f"GET {target} HTTP/1.1".encode(),
+            b"Host: " + host.encode(),
+            b"Upgrade: websocket",
+            b"Connection: Upgrade",
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            b"Sec-WebSocket-Version: 13",
+            *lines,
+            b"",
+            b"",
+        ]
+    )

@@ -53,8 +53,9 @@ class UpstreamRequest:
     timeouts: Timeouts
     # The event loop's time by which the response's headers must have come, if there is one.
     deadline: float | None = None
-    # It asks to switch protocols (a WebSocket handshake): a 101 hands over the connection.
-    upgrade: bool = False
+    # It asks to switch protocols (a WebSocket handshake): the check a 101 must pass to hand
+    # over its connection (it raises `InvalidUpstreamResponse`).
+    upgrade: Callable[["UpstreamResponse"], None] | None = None
 
 
 class Tunnel(Protocol):
@@ -108,13 +109,19 @@ class UpstreamResponse:
             await self.close()
 
 
-async def final(response: UpstreamResponse) -> UpstreamResponse:
-    """`response`, if its status can end an exchange; else it is closed, and the answer is
-    malformed: an interim 1xx or a 101 that no request asked for, or a status past 599."""
-    if 200 <= response.status <= 599 or response.tunnel is not None:
-        return response
-    await response.aclose()
-    raise InvalidUpstreamResponse(f"the upstream answered with status {response.status}")
+async def final(request: UpstreamRequest, response: UpstreamResponse) -> UpstreamResponse:
+    """`response`, if its status can end an exchange, or it is the switch of protocols the
+    request asked for; else it is closed, and the answer is malformed: an interim 1xx, a 101
+    that no request asked for or that is not the one asked for, or a status past 599."""
+    try:
+        if response.tunnel is not None and request.upgrade is not None:
+            request.upgrade(response)
+        elif not 200 <= response.status <= 599:
+            raise InvalidUpstreamResponse(f"the upstream answered with status {response.status}")
+    except InvalidUpstreamResponse:
+        await response.aclose()
+        raise
+    return response
 
 
 class Pool(Protocol):

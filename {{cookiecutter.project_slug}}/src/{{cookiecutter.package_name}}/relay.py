@@ -28,6 +28,7 @@ request under their prefixes, before and without FastAPI's routing and middlewar
 """
 
 import asyncio
+import functools
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
@@ -156,7 +157,8 @@ async def open_session(upstream: Upstream, settings: Settings, request: Incoming
         None,
         upstream.held_timeouts,
         deadline=deadline,
-        upgrade=True,
+        # Checked in the pool, so that a 101 that is not this switch counts against the upstream.
+        upgrade=functools.partial(check_switch, protocol),
     )
     response = await upstream.pool.send(upstream_request)
     locations = (upstream.base_url, prefix) if settings.rewrite_location else None
@@ -164,11 +166,6 @@ async def open_session(upstream: Upstream, settings: Settings, request: Incoming
     if response.tunnel is None:
         content = await held_within(response, relayed, limit, deadline)
         return Exchange(response, relayed, content)
-    try:
-        check_switch(protocol, response)
-    except BaseException:
-        await response.aclose()
-        raise
     return Exchange(response, accepted_headers(relayed), None, UpstreamSocket(response, protocol))
 
 

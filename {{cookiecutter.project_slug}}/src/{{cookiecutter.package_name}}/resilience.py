@@ -162,7 +162,7 @@ class ResilientPool:
         self.budget.deposit()
         failed: bool | None = None  # unknown until the call ends: cancelled, it stays so
         try:
-            response = await final(await self._attempts(request))
+            response = await final(request, await self._attempts(request))
             failed = response.status in self.breaker.policy.statuses
             return response
         except httpx.TransportError as exc:

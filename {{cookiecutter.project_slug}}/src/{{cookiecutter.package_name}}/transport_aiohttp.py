@@ -106,6 +106,11 @@ class _Tunnel:
         self._readable.set()
         self.writable.set()
 
+    def abort(self) -> None:
+        """Close the connection now: bytes an upstream has not read would keep it open."""
+        self.ended()
+        self._transport.abort()
+
     async def read(self) -> bytes:
         while not self._chunks:
             if self._ended:
@@ -339,17 +344,20 @@ class ConnectionPool:
             self._release_slot(slots)
             raise
 
+        tunnel = None
+        if request.upgrade and response.status == 101 and response.connection is not None:
+            tunnel = cast("_GuardedProtocol", response.connection.protocol).tunnel
+
         async def close() -> None:
             try:
+                if tunnel is not None:
+                    tunnel.abort()
                 # Back to the pool only if the body was read to its end; else it is closed.
                 response.release()
                 await response.wait_for_close()
             finally:
                 self._release_slot(slots)
 
-        tunnel = None
-        if request.upgrade and response.status == 101 and response.connection is not None:
-            tunnel = cast("_GuardedProtocol", response.connection.protocol).tunnel
         return UpstreamResponse(
             response.status,
             list(response.raw_headers),

@@ -19,16 +19,20 @@ from {{ cookiecutter.package_name }}.headers import RawHeaders
 from {{ cookiecutter.package_name }}.relay import Incoming, open_session
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.upstream import Upstream
-from {{ cookiecutter.package_name }}.websocket import Ending, Session, UpstreamSocket
+from {{ cookiecutter.package_name }}.websocket import CLOSE_TIMEOUT, Ending, Session, UpstreamSocket
 
-# What the caller's side is told, and sent on, when the caller leaves or breaks a rule: a code
-# the server in front gives that only reports, or that is its own doing, is not the caller's.
+# What the upstream is told when the caller leaves or breaks a rule: a code the server in front
+# gives that only reports, or that says what the caller did wrong, is not the caller's to send.
 _FROM_CALLER = {
+    1002: 1011,  # the caller broke the protocol: the caller was told 1002
     1005: 1000,  # closed without a code, or gone: uvicorn says 1005 for both
     1006: 1011,
+    1007: 1011,  # the caller's text was not UTF-8: the caller was told 1007
     1009: 1011,  # its message was over the limit: the caller was told 1009
     1012: 1001,  # the server is shutting down: the relay is going away
 }
+# The server in front refuses to send once it has closed the caller's side itself.
+_CALLER_GONE = (OSError, RuntimeError)
 
 
 async def websocket(
@@ -45,15 +49,14 @@ async def websocket(
     if socket is None:
         await refuse(send, exchange.response.status, exchange.headers, exchange.content or b"")
         return
+    caller, receive = Caller(send), request.receive
     try:
-        await send(
-            {
-                "type": "websocket.accept",
-                "subprotocol": socket.subprotocol,
-                "headers": exchange.headers,
-            }
-        )
-        session.ending = await relay_messages(socket, request.receive, send, settings, session)
+        accept = {"subprotocol": socket.subprotocol, "headers": exchange.headers}
+        if await caller.message({"type": "websocket.accept", **accept}):
+            session.ending = await relay_messages(socket, receive, caller, settings, session)
+        else:
+            session.ending = Ending(1001, "the caller went away", "caller")
+            await socket.close(session.ending.code, session.ending.reason)
     finally:
         await socket.aclose()
 
@@ -64,14 +67,45 @@ async def refuse(send: Send, status: int, headers: RawHeaders, body: bytes) -> N
     await send({"type": "websocket.http.response.body", "body": body})
 
 
+class Caller:
+    """The caller's side of a session, as the relay sends to it: whether it is still there, and
+    since when a message has waited for it to read."""
+
+    __slots__ = ("loop", "send", "waiting_since")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.loop = asyncio.get_running_loop()
+        self.waiting_since: float | None = None
+
+    async def message(self, message: Message) -> bool:
+        """Send `message`, waiting while the caller does not read; False if it has gone."""
+        self.waiting_since = self.loop.time()
+        try:
+            await self.send(message)
+        except _CALLER_GONE:
+            return False
+        finally:
+            self.waiting_since = None
+        return True
+
+    async def close(self, ending: Ending) -> None:
+        """Close the caller's side with the session's ending, unless it has gone meanwhile or
+        does not read even that."""
+        close = {"type": "websocket.close", "code": ending.code, "reason": ending.reason}
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.message(close)
+
+
 async def relay_messages(
-    socket: UpstreamSocket, receive: Receive, send: Send, settings: Settings, session: Session
+    socket: UpstreamSocket, receive: Receive, caller: Caller, settings: Settings, session: Session
 ) -> Ending:
     """Messages both ways until a side ends the session; then the other side is told."""
     directions = {
         asyncio.create_task(from_caller(receive, socket, session)),
-        asyncio.create_task(from_upstream(socket, send, session)),
-        asyncio.create_task(keepalive(socket, settings)),
+        asyncio.create_task(from_upstream(socket, caller, session)),
+        asyncio.create_task(keepalive(socket, caller, settings)),
     }
     try:
         done, _ = await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
@@ -83,7 +117,7 @@ async def relay_messages(
     if ending.by == "caller":
         await socket.close(ending.code, ending.reason)
     else:
-        await tell_caller(send, ending)
+        await caller.close(ending)
         if ending.by == "relay":
             await socket.close(1011, ending.reason)
     return ending
@@ -107,7 +141,7 @@ async def drain(socket: UpstreamSocket, receive: Receive) -> Message | None:
     """Wait until the upstream takes what it was sent, or the caller leaves, whichever first.
 
     The caller's next message is read meanwhile, and held (one at most), so that a caller that
-    leaves while the upstream is not reading is noticed at once.
+    leaves while the upstream is not reading is noticed, unless it sent another message first.
     """
     drained = asyncio.ensure_future(socket.drain())
     received = asyncio.ensure_future(receive())
@@ -124,30 +158,40 @@ async def drain(socket: UpstreamSocket, receive: Receive) -> Message | None:
         received.cancel()
 
 
-async def from_upstream(socket: UpstreamSocket, send: Send, session: Session) -> Ending:
+async def from_upstream(socket: UpstreamSocket, caller: Caller, session: Session) -> Ending:
     """The upstream's messages to the caller, until the upstream closes or breaks a rule."""
     while True:
         message = await socket.receive()
         if isinstance(message, Ending):
             return message
         session.from_upstream(socket.received_bytes)
-        try:
-            if isinstance(message, str):
-                await send({"type": "websocket.send", "text": message})
-            else:
-                await send({"type": "websocket.send", "bytes": message})
-        except OSError:  # the caller has gone
+        if isinstance(message, str):
+            sent = await caller.message({"type": "websocket.send", "text": message})
+        else:
+            sent = await caller.message({"type": "websocket.send", "bytes": message})
+        if not sent:
+            # The caller's side is closed: its disconnect, with its code, comes next to
+            # `from_caller`; if it does not come soon, the caller has simply gone.
+            await asyncio.sleep(CLOSE_TIMEOUT)
             return Ending(1001, "the caller went away", "caller")
 
 
-async def keepalive(socket: UpstreamSocket, settings: Settings) -> Ending:
-    """Ping an upstream that has been quiet for `WEBSOCKET_PING_INTERVAL` while the relay waited
-    for it; it has `WEBSOCKET_PING_TIMEOUT` to answer. An upstream the relay is not reading
-    from (its caller is slow) is not pinged: its bytes wait in the socket."""
+async def keepalive(socket: UpstreamSocket, caller: Caller, settings: Settings) -> Ending:
+    """End a session whose side has stopped answering.
+
+    The upstream, when it has been quiet for `WEBSOCKET_PING_INTERVAL` while the relay waited
+    for it, is pinged, and has `WEBSOCKET_PING_TIMEOUT` to answer; an upstream the relay is not
+    reading from (its caller is slow) is not pinged. The caller is pinged by the server in front
+    on the same terms; one that has not read a message for as long has stopped answering those
+    pings too, and the server has given up on it.
+    """
     interval, answer_within = settings.websocket_ping_interval, settings.websocket_ping_timeout
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)
+        waiting = caller.waiting_since
+        if waiting is not None and loop.time() - waiting >= interval + answer_within:
+            return Ending(1011, "the caller stopped reading", "relay")
         since = socket.reading_since
         if since is None or loop.time() - max(since, socket.heard_at) < interval:
             continue
@@ -156,9 +200,3 @@ async def keepalive(socket: UpstreamSocket, settings: Settings) -> Ending:
         await asyncio.sleep(answer_within)
         if socket.heard_at < pinged and socket.reading_since is not None:
             return Ending(1011, "the upstream did not answer a ping in time", "relay")
-
-
-async def tell_caller(send: Send, ending: Ending) -> None:
-    """Close the caller's side with the session's ending; nothing if the caller has gone."""
-    with contextlib.suppress(OSError):
-        await send({"type": "websocket.close", "code": ending.code, "reason": ending.reason})
