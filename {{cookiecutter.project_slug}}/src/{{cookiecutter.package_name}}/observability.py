@@ -120,8 +120,7 @@ def log_access(method: str, path: str, status: int, sent: int, seconds: float) -
         return
     fields = {
         "method": method,
-        # Escaped: a decoded path may hold CR or LF, which would forge log lines.
-        "path": path.encode("unicode_escape").decode("ascii"),
+        "path": _escaped(path),
         "status": status,
         "bytes": sent,
         "duration_ms": round(seconds * 1000, 1),
@@ -138,7 +137,7 @@ def log_session(path: str, seconds: float, session: Session) -> None:
     traffic, ending = session.traffic, session.ending
     fields = {
         "method": "GET",
-        "path": path.encode("unicode_escape").decode("ascii"),
+        "path": _escaped(path),
         "status": 101,
         "duration_ms": round(seconds * 1000, 1),
         "from_caller": traffic.from_caller,
@@ -155,3 +154,9 @@ def log_session(path: str, seconds: float, session: Session) -> None:
         fields,
         extra=fields,
     )
+
+
+def _escaped(path: str) -> str:
+    """`path` as it may go in a log line: a decoded path may hold CR or LF, which would forge
+    lines."""
+    return path.encode("unicode_escape").decode("ascii")

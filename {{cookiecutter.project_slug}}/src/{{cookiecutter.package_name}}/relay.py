@@ -11,7 +11,8 @@ Each rule is one function, called here in the order it applies; to change or swi
 change that call:
 
 1. `RELAY_METHODS` (405) and `refuse_upgrade`: no protocol switches (400).
-2. `upstream_target` (`urls.py`): the caller's raw path and query, kept under the base path (400).
+2. `relayed_target`, with `upstream_target` (`urls.py`): the caller's raw path and query, kept
+   under the base path (400).
 3. `upstream_request_headers` (`headers.py`): which of the caller's headers go, and the relay's
    own (`X-Request-ID`, `X-Forwarded-*`, the upstream credential).
 4. `request_body`: read whole before a connection is taken, up to a limit (413 when held, else
@@ -105,10 +106,7 @@ async def open_exchange(
         raise MethodNotAllowed(method, RELAY_METHODS)
     headers = scope["headers"]
     refuse_upgrade(headers)
-    raw_path: bytes = scope["raw_path"]
-    if not raw_path.startswith(prefix):
-        raise InvalidTarget("the relay prefix must be spelled out, not percent-encoded")
-    target = upstream_target(upstream.base_path, raw_path[len(prefix) :], scope["query_string"])
+    target = relayed_target(upstream, request)
     outgoing = upstream_request_headers(scope, request.request_id, settings)
     body = await request_body(headers, request.receive, settings, hold, upstream.tally)
     declared = first_value(headers, b"content-length")
@@ -139,10 +137,7 @@ async def open_session(upstream: Upstream, settings: Settings, request: Incoming
     `WEBSOCKET_MAX_MESSAGE_BYTES` (502 past it), to be relayed as the handshake's refusal.
     """
     scope, prefix = request.scope, request.prefix
-    raw_path: bytes = scope["raw_path"]
-    if not raw_path.startswith(prefix):
-        raise InvalidTarget("the relay prefix must be spelled out, not percent-encoded")
-    target = upstream_target(upstream.base_path, raw_path[len(prefix) :], scope["query_string"])
+    target = relayed_target(upstream, request)
     limit = settings.websocket_max_message_bytes
     protocol = upstream_protocol(scope.get("subprotocols", []), limit)
     key = protocol.key.encode("ascii")
@@ -167,6 +162,16 @@ async def open_session(upstream: Upstream, settings: Settings, request: Incoming
         content = await held_within(response, relayed, limit, deadline)
         return Exchange(response, relayed, content)
     return Exchange(response, accepted_headers(relayed), None, UpstreamSocket(response, protocol))
+
+
+def relayed_target(upstream: Upstream, request: Incoming) -> bytes:
+    """The upstream target for the caller's raw path after the relay prefix, and its query
+    (`urls.py`: 400 for anything that could leave the base path)."""
+    raw_path: bytes = request.scope["raw_path"]
+    if not raw_path.startswith(request.prefix):
+        raise InvalidTarget("the relay prefix must be spelled out, not percent-encoded")
+    path = raw_path[len(request.prefix) :]
+    return upstream_target(upstream.base_path, path, request.scope["query_string"])
 
 
 def refuse_upgrade(headers: RawHeaders) -> None:

@@ -48,8 +48,9 @@ _ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
 
 
 _FAILURES = tuple(httpcore_error for httpcore_error, _ in _ERRORS)
-# Bytes asked for at a time from a switched connection, and how reading it can fail.
-TUNNEL_READ_BYTES = 64 * 1024
+# Bytes of a switched connection read at a time, and held to be written before the writer is
+# asked to wait; and how the connection can fail.
+TUNNEL_BUFFER_BYTES = 64 * 1024
 _TUNNEL_FAILURES: tuple[type[Exception], ...] = (*_FAILURES, OSError)
 
 
@@ -154,7 +155,7 @@ class _Tunnel:
         if self._ended:
             return b""
         try:
-            data = await self._stream.read(TUNNEL_READ_BYTES)
+            data = await self._stream.read(TUNNEL_BUFFER_BYTES)
         except _TUNNEL_FAILURES:
             data = b""
         if not data:
@@ -167,7 +168,7 @@ class _Tunnel:
         self._chunks.append(data)
         self._size += len(data)
         self._pending.set()
-        if self._size >= TUNNEL_READ_BYTES:
+        if self._size >= TUNNEL_BUFFER_BYTES:
             self._taken.clear()
 
     @property
